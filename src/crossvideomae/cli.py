@@ -1,0 +1,94 @@
+"""Command line: ``crossvideomae <command> [--config FILE] [--output-dir DIR] [--resume] [key=value ...]``.
+
+Argument parsing only. Each command lives in ``crossvideomae.tasks.<module>`` and provides
+``run(cfg, out_dir, args) -> dict`` (its final figures) and, optionally, ``add_arguments(parser)`` for
+positional inputs. The harness here loads and validates the config, writes ``DIR/config.yaml`` before the
+command runs and ``DIR/results.json`` after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, load_config, save_config
+from .engine.checkpoint import atomic_write
+
+# command -> (module in crossvideomae.tasks, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("synth", "write the built-in synthetic video dataset (mp4 files + list files)"),
+    "prepare": ("prepare", "turn an official dataset layout into list files and a label map"),
+    "sample-frames": ("sample_frames", "extract a pre-sampled frame dataset from a list of videos"),
+    "pretrain": ("pretrain", "CrossVideoMAE pretraining"),
+    "adapt": ("adapt", "test-time adaptation: K updates per batch of target data from given weights"),
+    "linprobe": ("linprobe", "linear probe of a frozen video encoder"),
+    "finetune": ("finetune", "fine-tune a video encoder for classification, then the multi-view test"),
+    "test": ("test", "multi-view test of a fine-tuned checkpoint"),
+    "retrieve": ("retrieve", "video retrieval: test clips query train clips, R@k"),
+    "extract": ("extract", "encoder features for a list of videos -> tensor file + index"),
+    "readout": ("readout", "pretrained vs random-init encoder: retrieval and linear probe table"),
+    "visualize": ("visualize", "reconstruction and attention pictures for a video"),
+    "report": ("report", "one page with a run's config, results and pictures"),
+    "convert": ("convert", "convert checkpoints between MAE / VideoMAE / SpatioTemporalMAE / HF and ours"),
+    "bench": ("bench", "time pretraining steps on the GPU against a Hugging Face VideoMAE baseline"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crossvideomae", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--config", "-c", default=None, help="YAML file or packaged preset (tiny, vits_synth, vitb_k400, vitb_ssv2)")
+        p.add_argument("--output-dir", "-o", default=None, help=f"run folder (default: runs/{name})")
+        p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
+        task = _task(module, required=False)
+        if task is not None and hasattr(task, "add_arguments"):
+            task.add_arguments(p)  # command-specific options and positionals, before the overrides
+        p.add_argument("overrides", nargs="*", default=[], help="key=value config overrides, e.g. optim.lr=1e-3")
+    return parser
+
+
+def _task(module: str, required: bool = True):
+    try:
+        return importlib.import_module(f"crossvideomae.tasks.{module}")
+    except ModuleNotFoundError as err:
+        if required or err.name != f"crossvideomae.tasks.{module}":
+            raise
+        return None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, default=str).encode()))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run one command; returns its results dict (also written to ``DIR/results.json``)."""
+    args = _parser().parse_args(argv)
+    overrides = [o for o in args.overrides if "=" in o]
+    extras = [o for o in args.overrides if "=" not in o]
+    if extras:
+        raise SystemExit(f"crossvideomae {args.command}: unexpected argument(s) {extras}; overrides are key=value")
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        raise SystemExit(f"crossvideomae {args.command}: {err}") from None
+    out_dir = Path(args.output_dir or f"runs/{args.command}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = _task(COMMANDS[args.command][0])
+    from .engine.distributed import is_main_process
+
+    if is_main_process():
+        save_config(cfg, out_dir / "config.yaml")
+    results = task.run(cfg, out_dir, args)
+    if is_main_process():
+        write_json(out_dir / "results.json", results)
+    return results
+
+
+def entry() -> None:
+    main(sys.argv[1:])

@@ -1,0 +1,19 @@
+from .crossvideomae import CrossVideoMAE, Outputs, build_model, patchify, slice_mean, unpatchify
+from .masking import hidden_mask, make_mask, num_visible
+from .vit import ImageEncoder, VideoEncoder, build_image_encoder, build_video_encoder
+
+__all__ = [
+    "CrossVideoMAE",
+    "ImageEncoder",
+    "Outputs",
+    "VideoEncoder",
+    "build_image_encoder",
+    "build_model",
+    "build_video_encoder",
+    "hidden_mask",
+    "make_mask",
+    "num_visible",
+    "patchify",
+    "slice_mean",
+    "unpatchify",
+]

@@ -1,0 +1,141 @@
+"""Video and image ViT encoders that take the indices of their visible tokens.
+
+State-dict names follow MAE / VideoMAE / SpatioTemporalMAE (``patch_embed.proj``, ``blocks.N.attn.qkv``,
+``norm``, ``pos_embed_spatial``...), so official checkpoints map onto them with few renames.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from ..config import ModelConfig, vit_dims
+from ..layers import LayerNorm, PatchEmbed, TubeletEmbed, sincos_1d, sincos_2d, transformer_blocks
+
+
+def gather_tokens(x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+    """x (B, N, D), ids_keep (B, n) -> (B, n, D)."""
+    return torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
+
+
+class _Encoder(nn.Module):
+    """Blocks + final norm shared by both encoders."""
+
+    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float):
+        super().__init__()
+        self.width, self.depth, self.heads = width, depth, heads
+        self.blocks = transformer_blocks(width, depth, heads, mlp_ratio, qkv_bias, drop_path)
+        self.norm = LayerNorm(width)
+        self.grad_checkpointing = False
+
+    def run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+        return self.norm(x)
+
+
+class VideoEncoder(_Encoder):
+    """f_u: tubelet embedding -> position embedding -> visible tokens -> blocks -> LayerNorm.
+
+    pos_embed='sincos': fixed 1-D sin-cos over all tokens (VideoMAE), not stored in checkpoints.
+    pos_embed='separable': learned spatial (1, h*w, D) + temporal (1, t, D) tables (SpatioTemporalMAE).
+    """
+
+    def __init__(self, cfg: ModelConfig, in_chans: int = 3):
+        width, depth, heads = vit_dims(cfg)
+        super().__init__(width, depth, heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path)
+        self.patch_embed = TubeletEmbed(cfg.img_size, cfg.num_frames, cfg.patch_size, cfg.tubelet_size, in_chans, width)
+        self.grid = self.patch_embed.grid  # (t, h, w) tokens
+        self.num_tokens = self.patch_embed.num_patches
+        self.tubelet_size, self.patch_size = cfg.tubelet_size, cfg.patch_size
+        self.pos_kind = cfg.pos_embed
+        self.grad_checkpointing = cfg.grad_checkpointing
+        t, h, w = self.grid
+        if cfg.pos_embed == "sincos":
+            self.register_buffer("pos_embed", sincos_1d(self.num_tokens, width), persistent=False)
+        else:
+            self.pos_embed_spatial = nn.Parameter(torch.zeros(1, h * w, width))
+            self.pos_embed_temporal = nn.Parameter(torch.zeros(1, t, width))
+            nn.init.trunc_normal_(self.pos_embed_spatial, std=0.02)
+            nn.init.trunc_normal_(self.pos_embed_temporal, std=0.02)
+
+    def position_table(self) -> torch.Tensor:
+        """(1, N, D), time-major."""
+        if self.pos_kind == "sincos":
+            return self.pos_embed
+        t, hw = self.pos_embed_temporal.shape[1], self.pos_embed_spatial.shape[1]
+        table = self.pos_embed_temporal[:, :, None, :] + self.pos_embed_spatial[:, None, :, :]  # (1, t, hw, D)
+        return table.reshape(1, t * hw, -1)
+
+    def forward_features(self, video: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """video (B, C, T, H, W) -> visible-token features (B, n_keep, D) (all tokens if ids_keep is None)."""
+        x = self.patch_embed(video) + self.position_table().to(video.dtype)  # (B, N, D)
+        if ids_keep is not None:
+            x = gather_tokens(x, ids_keep)  # (B, n_keep, D)
+        return self.run_blocks(x)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled clip feature (B, D) over all tokens: the representation that evaluation uses."""
+        return self.forward_features(video).mean(dim=1)
+
+
+class ImageEncoder(_Encoder):
+    """f_f: MAE's image encoder (patch embedding, fixed 2-D sin-cos, cls token)."""
+
+    def __init__(self, cfg: ModelConfig, in_chans: int = 3):
+        width, depth, heads = vit_dims(cfg)
+        super().__init__(width, depth, heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path)
+        self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, in_chans, width)
+        g = cfg.img_size // cfg.patch_size
+        self.grid = (1, g, g)
+        self.num_tokens = g * g
+        self.patch_size = cfg.patch_size
+        self.grad_checkpointing = cfg.grad_checkpointing
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        nn.init.normal_(self.cls_token, std=0.02)
+        self.register_buffer("pos_embed", sincos_2d(g, width, cls_token=True), persistent=False)
+
+    def forward_features(self, image: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """image (B, C, H, W) -> (B, 1 + n_keep, D): cls token first, then visible patches."""
+        pos = self.pos_embed.to(image.dtype)
+        x = self.patch_embed(image) + pos[:, 1:]  # (B, N, D)
+        if ids_keep is not None:
+            x = gather_tokens(x, ids_keep)
+        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
+        return self.run_blocks(torch.cat([cls, x], dim=1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled patch feature (B, D) (cls token excluded)."""
+        return self.forward_features(image)[:, 1:].mean(dim=1)
+
+
+def init_weights(module: nn.Module) -> None:
+    """MAE's initialisation: xavier-uniform linears and patch projections, unit LayerNorms."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.Conv2d, nn.Conv3d)):
+            nn.init.xavier_uniform_(m.weight.view(m.weight.shape[0], -1))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def build_video_encoder(cfg: ModelConfig) -> VideoEncoder:
+    enc = VideoEncoder(cfg)
+    init_weights(enc)
+    return enc
+
+
+def build_image_encoder(cfg: ModelConfig) -> ImageEncoder:
+    enc = ImageEncoder(cfg)
+    init_weights(enc)
+    return enc
