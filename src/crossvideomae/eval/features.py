@@ -1,0 +1,117 @@
+"""Running encoders over an evaluation set: features and multi-view class probabilities, gathered in order.
+
+Every rank sees a shard of the data (``DistributedSampler`` without shuffling); the results of all ranks are
+gathered and sorted by dataset index, and the padding duplicates that the sampler adds are dropped, so every
+rank ends with the same rows in dataset order, exactly as a single process would produce them. Items the
+decoder had to skip (``skipped`` = True) are left out; their count is returned.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ..engine.distributed import is_distributed, world_size
+
+# Per-item fields carried next to the outputs (those the dataset provides).
+META_KEYS = ("label", "kind", "index")
+
+
+def eval_loader(dataset: Dataset, batch_size: int, num_workers: int, collate_fn=None) -> DataLoader:
+    """In-order loader; under torchrun each rank reads its own shard."""
+    sampler = DistributedSampler(dataset, shuffle=False) if is_distributed() else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
+
+
+def gather_in_order(local: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Concatenate every rank's rows, sort them by ``index`` and drop repeated indices."""
+    parts = [local]
+    if is_distributed():
+        parts = [None] * world_size()
+        dist.all_gather_object(parts, {k: v.cpu() for k, v in local.items()})
+    parts = [p for p in parts if p]
+    if not parts:
+        raise RuntimeError("no item of the evaluation set could be read (all were skipped)")
+    merged = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    order = torch.argsort(merged["index"], stable=True)
+    merged = {k: v[order] for k, v in merged.items()}
+    idx = merged["index"]
+    first = torch.ones_like(idx, dtype=torch.bool)
+    first[1:] = idx[1:] != idx[:-1]
+    return {k: v[first] for k, v in merged.items()}
+
+
+@torch.no_grad()
+def collect(
+    loader: DataLoader,
+    outputs: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    device: torch.device,
+    multiview: bool = False,
+    amp: bool = True,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """One pass over ``loader`` feeding every batch to each function in ``outputs``.
+
+    Items hold ``video`` (C, T, H, W) or ``image`` (C, H, W); with ``multiview`` a video item is (V, C, T, H, W)
+    and each function's output is averaged over the V views. Returns ({name: (N, K)} plus the META_KEYS the
+    items carry, each (N,)) in dataset order, and the number of skipped items.
+    """
+    rows: dict[str, list[torch.Tensor]] = defaultdict(list)
+    skipped = 0
+    use_amp = amp and device.type == "cuda"
+    for batch in loader:
+        x = batch["video"] if "video" in batch else batch["image"]
+        keep = ~batch["skipped"].bool() if "skipped" in batch else torch.ones(x.shape[0], dtype=torch.bool)
+        skipped += int((~keep).sum())
+        if not keep.any():
+            continue
+        x = x[keep].to(device, non_blocking=True)
+        B = x.shape[0]
+        if multiview:
+            V = x.shape[1]
+            x = x.flatten(0, 1)  # (B*V, C, T, H, W)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            for name, fn in outputs.items():
+                y = fn(x).float()
+                if multiview:
+                    y = y.view(B, V, -1).mean(dim=1)  # (B, K): average over the views
+                rows[name].append(y.cpu())
+        for key in META_KEYS:
+            if key in batch:
+                rows[key].append(torch.as_tensor(batch[key])[keep])
+    local = {k: torch.cat(v) for k, v in rows.items()}  # empty when this rank held only skipped items
+    if is_distributed():
+        total = torch.tensor([skipped], device=device if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(total)
+        skipped = int(total.item())
+    return gather_in_order(local), skipped
+
+
+def extract_features(
+    encoders: Mapping[str, nn.Module], loader: DataLoader, device: torch.device, multiview: bool = False
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Mean-pooled features {name: (N, D)} of several encoders from one decoding pass (+ label/kind/index)."""
+    for enc in encoders.values():
+        enc.eval()
+    return collect(loader, dict(encoders), device, multiview=multiview)
+
+
+def predict_multiview(
+    model: nn.Module, loader: DataLoader, device: torch.device
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Class probabilities averaged over the K clips x crops of each video: {"probs": (N, C), label, index}."""
+    model.eval()
+    return collect(loader, {"probs": lambda x: model(x).float().softmax(dim=-1)}, device, multiview=True)

@@ -1,0 +1,155 @@
+"""Metrics, heads and feature collection of crossvideomae.eval against hand-computed cases and references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from timm.optim import param_groups_layer_decay
+from timm.utils import accuracy as timm_accuracy
+
+from crossvideomae.config import EvalConfig, load_config
+from crossvideomae.eval.features import eval_loader, gather_in_order, predict_multiview
+from crossvideomae.eval.heads import Classifier
+from crossvideomae.eval.metrics import (
+    classification_results,
+    confusion_matrix,
+    first_hit_rank,
+    per_class_accuracy,
+    recall_at_k,
+    topk_accuracy,
+)
+from crossvideomae.eval.probes import probe_scores, train_linear_probe
+from crossvideomae.models import build_video_encoder
+
+# Hand case: sample 1 ties its true class with a wrong one (and loses the tie), sample 2 is all ties.
+SCORES = torch.tensor([[0.1, 0.5, 0.4], [0.3, 0.3, 0.4], [0.2, 0.2, 0.2], [0.9, 0.05, 0.05]])
+TARGETS = torch.tensor([1, 0, 2, 0])
+
+
+def test_topk_accuracy_hand_case_with_ties():
+    # ranks of the truth (ties against it): 1, 3, 3, 1
+    assert topk_accuracy(SCORES, TARGETS, (1, 2, 3)) == {1: 50.0, 2: 50.0, 3: 100.0}
+
+
+def test_topk_accuracy_matches_timm_without_ties():
+    g = torch.Generator().manual_seed(0)
+    scores, targets = torch.randn(200, 10, generator=g), torch.randint(0, 10, (200,), generator=g)
+    ours = topk_accuracy(scores, targets, (1, 5))
+    ref1, ref5 = timm_accuracy(scores, targets, topk=(1, 5))
+    assert ours[1] == pytest.approx(ref1.item(), abs=1e-4)
+    assert ours[5] == pytest.approx(ref5.item(), abs=1e-4)
+
+
+def test_constant_scores_score_zero():
+    scores = torch.zeros(6, 4)
+    assert topk_accuracy(scores, torch.arange(6) % 4, (1, 3, 4)) == {1: 0.0, 3: 0.0, 4: 100.0}
+
+
+def test_per_class_accuracy_and_confusion_hand_case():
+    per_class = per_class_accuracy(SCORES, TARGETS, 4)
+    assert per_class[:3].tolist() == [50.0, 100.0, 0.0]
+    assert math.isnan(per_class[3].item())  # class 3 has no sample
+    cm = confusion_matrix(SCORES.argmax(dim=1), TARGETS, 3)  # argmax picks class 0 on sample 2's tie
+    assert cm.tolist() == [[1, 0, 1], [0, 1, 0], [1, 0, 0]]
+
+
+def test_classification_results_writes_png(tmp_path):
+    res = classification_results(SCORES, TARGETS, 3, tmp_path / "cm.png")
+    assert res["acc1"] == 50.0 and res["acc5"] == 100.0  # Acc@5 capped at 3 classes
+    assert res["per_class_acc1"] == [50.0, 100.0, 0.0]
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_recall_at_k_hand_case_with_ties():
+    gallery = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    gallery_labels = torch.tensor([1, 0, 0, 2])
+    query = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    query_labels = torch.tensor([0, 0, 3])
+    # query 0: the same-class item ties (cosine 1) with a wrong one and loses -> rank 2
+    # query 1: nearest item is of its class -> rank 1;  query 2: class absent from the gallery -> never a hit
+    ranks = first_hit_rank(query, query_labels, gallery, gallery_labels)
+    assert ranks.tolist() == [2.0, 1.0, math.inf]
+    r = recall_at_k(query, query_labels, gallery, gallery_labels, ks=(1, 2, 4))
+    assert r == pytest.approx({1: 100 / 3, 2: 200 / 3, 4: 200 / 3})
+
+
+def test_recall_at_k_matches_sorting_reference():
+    g = torch.Generator().manual_seed(1)
+    gallery, gl = torch.randn(60, 8, generator=g), torch.randint(0, 5, (60,), generator=g)
+    query, ql = torch.randn(25, 8, generator=g), torch.randint(0, 5, (25,), generator=g)
+    sims = nn.functional.normalize(query, dim=1) @ nn.functional.normalize(gallery, dim=1).T
+    order = sims.argsort(dim=1, descending=True)
+    for k in (1, 5, 10, 20):
+        ref = 100.0 * sum(bool((gl[order[i, :k]] == ql[i]).any()) for i in range(25)) / 25
+        assert recall_at_k(query, ql, gallery, gl, (k,))[k] == pytest.approx(ref)
+    chunked = first_hit_rank(query, ql, gallery, gl, chunk=7)
+    assert torch.equal(chunked, first_hit_rank(query, ql, gallery, gl))
+
+
+def test_layer_decay_groups_get_expected_lr_scales():
+    cfg = load_config("tiny", ["model.depth=3"])
+    model = Classifier(build_video_encoder(cfg.model), num_classes=5)
+    groups = param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.75)
+    names = {id(p): n for n, p in model.named_parameters()}
+    scale = {names[id(p)]: g["lr_scale"] for g in groups for p in g["params"]}
+    decay = {names[id(p)]: g["weight_decay"] for g in groups for p in g["params"]}
+    depth = 3
+    assert len(scale) == sum(1 for _ in model.parameters())
+    for name, s in scale.items():
+        if name.startswith("encoder.patch_embed"):
+            expected = 0.75 ** (depth + 1)
+        elif name.startswith("encoder.blocks."):
+            expected = 0.75 ** (depth - int(name.split(".")[2]))
+        else:  # final norm and head
+            assert name.startswith(("encoder.norm", "head")), name
+            expected = 1.0
+        assert s == pytest.approx(expected), name
+    assert decay["head.weight"] == 0.05 and decay["head.bias"] == 0.0
+
+
+def test_gather_in_order_sorts_and_drops_sampler_padding():
+    local = {"index": torch.tensor([3, 0, 2, 0, 1]), "x": torch.tensor([[3.0], [0.0], [2.0], [0.0], [1.0]])}
+    out = gather_in_order(local)
+    assert out["index"].tolist() == [0, 1, 2, 3] and out["x"].squeeze(1).tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+class _MultiView(torch.utils.data.Dataset):
+    """Items of V random views; item 2 is marked as skipped (an undecodable video)."""
+
+    def __init__(self, n: int = 5, views: int = 3):
+        g = torch.Generator().manual_seed(0)
+        self.videos = torch.randn(n, views, 3, 2, 4, 4, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"video": self.videos[i], "label": i % 2, "kind": -1, "index": i, "skipped": i == 2}
+
+
+def test_multiview_average_equals_manual_average():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 2 * 4 * 4, 4))
+    data = _MultiView()
+    out, skipped = predict_multiview(
+        model, eval_loader(data, batch_size=2, num_workers=0), torch.device("cpu")
+    )
+    assert skipped == 1 and out["index"].tolist() == [0, 1, 3, 4]
+    with torch.no_grad():
+        manual = torch.stack([model(data.videos[i]).softmax(-1).mean(0) for i in (0, 1, 3, 4)])
+    torch.testing.assert_close(out["probs"], manual)
+    assert out["label"].tolist() == [0, 1, 1, 0]
+
+
+def test_linear_probe_separates_separable_features():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 16, generator=g) * 3
+    y = torch.arange(400) % 4
+    x = centers[y] + torch.randn(400, 16, generator=g) + 50.0  # a large offset the BatchNorm removes
+    cfg = EvalConfig(epochs=20, warmup_epochs=2, batch_size=64)
+    probe, losses = train_linear_probe(x[:300], y[:300], 4, cfg, seed=0, device=torch.device("cpu"))
+    assert losses[-1] < losses[0]
+    assert topk_accuracy(probe_scores(probe, x[300:]), y[300:], (1,))[1] > 95.0
