@@ -20,6 +20,11 @@ from .config import LossConfig
 from .models.crossvideomae import Outputs
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """Losses are computed in at least fp32: bf16 / fp16 -> fp32, fp64 stays fp64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All-gather along the batch with gradients; returns (global tensor, offset of this rank's rows)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -32,15 +37,16 @@ def _gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 def nt_xent(a: torch.Tensor, p: torch.Tensor, tau: float, global_negatives: bool = True) -> torch.Tensor:
     """Per-anchor NT-Xent (N,) for anchors a (N, D) and positives p (N, D), negatives = the other anchors and
     all positives; under torch.distributed, of the global batch when ``global_negatives``."""
-    dtype = torch.promote_types(a.dtype, torch.float32)  # bf16 -> fp32, fp64 stays fp64
-    a = F.normalize(a.to(dtype), dim=-1)
-    p = F.normalize(p.to(dtype), dim=-1)
+    a = F.normalize(_wide(a), dim=-1)
+    p = F.normalize(_wide(p), dim=-1)
     a_all, offset = _gather(a) if global_negatives else (a, 0)
     p_all, _ = _gather(p) if global_negatives else (p, 0)
     n = a.shape[0]
     rows = torch.arange(n, device=a.device)
     to_pos = a @ p_all.T / tau  # (n, N_g)
-    to_anchors = (a @ a_all.T / tau).index_put((rows, rows + offset), torch.tensor(float("-inf"), device=a.device))
+    is_self = torch.zeros(n, a_all.shape[0], dtype=torch.bool, device=a.device)
+    is_self[rows, rows + offset] = True
+    to_anchors = (a @ a_all.T / tau).masked_fill(is_self, float("-inf"))  # k ≠ i
     logits = torch.cat([to_pos, to_anchors], dim=1)  # (n, 2 N_g)
     return F.cross_entropy(logits, rows + offset, reduction="none")
 
@@ -75,20 +81,21 @@ class CrossVideoMAELoss(nn.Module):
         """Every enabled term by name, plus 'total'."""
         c = self.cfg
         terms = self.contrastive_terms(out)
-        total = out.pred.new_zeros((), dtype=torch.float32)
+        total = _wide(out.pred.new_zeros(()))
         for group in ("intra", "cross"):
             parts = [v for k, v in terms.items() if k.startswith(group)]
             if parts:
                 terms[group] = torch.stack(parts).sum() / 2
                 total = total + c.lambda_c * terms[group]
         if c.rl:
-            err = (out.pred.float() - out.target).pow(2).mean(dim=-1)  # (2B, N)
-            hidden = out.hidden.float()
+            err = (_wide(out.pred) - _wide(out.target)).pow(2).mean(dim=-1)  # (2B, N)
+            hidden = out.hidden.to(err.dtype)
             terms["rl"] = (err * hidden).sum() / hidden.sum().clamp_min(1.0)
             total = total + c.lambda_rl * terms["rl"]
         if c.mse:
             B = out.h_f.shape[0]
-            terms["mse"] = (out.pred[:B].float() - out.pred[B:].float()).pow(2).mean()
+            pred = _wide(out.pred)
+            terms["mse"] = (pred[:B] - pred[B:]).pow(2).mean()
             total = total + c.lambda_mse * terms["mse"]
         terms["total"] = total
         return terms

@@ -1,0 +1,414 @@
+"""One training loop for every training task (pretraining, test-time adaptation, fine-tuning).
+
+A task hands :func:`fit` a model, a ``loss_fn(model, batch) -> {name: scalar}`` with a ``"total"`` entry, a
+dataset and a collate function. The loop owns the rest: device and DDP, a sampler that is a pure function of
+(seed, epoch), per-sample random streams (so a resumed run sees exactly the samples and augmentations the
+uninterrupted run would have), AdamW with warm-up + cosine per optimiser step, bf16 autocast on CUDA,
+gradient accumulation and clipping, skipping of non-finite steps, checkpoints (atomic) every
+``train.ckpt_every`` epochs, at the end and on SIGTERM / SIGUSR1, ``metrics.jsonl``, TensorBoard and a
+progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import signal
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from tqdm import tqdm
+
+from ..config import Config, to_dict
+from . import distributed as D
+from .checkpoint import epoch_checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
+from .optim import build_adamw, lr_at, param_groups, scaled_lr, set_lr
+
+LossFn = Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive optimiser steps had a non-finite loss or gradient."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------------------- reproducible data
+class SeededItems(Dataset):
+    """Gives every item its own random stream, seeded from (seed, epoch, index).
+
+    Augmentations then depend on neither the worker count nor the items fetched before, so skipping the
+    consumed part of an epoch on resume reproduces the rest exactly. The caller's RNG state is restored.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:  # expose the wrapped dataset's attributes
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> Any:
+        item_seed = zlib.crc32(f"{self.seed}/{self.epoch}/{index}".encode())
+        with torch.random.fork_rng(devices=[]):
+            py_state, np_state = random.getstate(), np.random.get_state()
+            torch.manual_seed(item_seed)
+            random.seed(item_seed)
+            np.random.seed(item_seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+
+class _Skip(Sampler[int]):
+    """The indices of ``sampler`` after the first ``skip``."""
+
+    def __init__(self, sampler: Sampler[int], skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator[int]:
+        it = iter(self.sampler)
+        for _ in range(self.skip):
+            next(it, None)
+        yield from it
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------ state
+@dataclass
+class RunState:
+    epoch: int = 0  # current epoch
+    step: int = 0  # optimiser steps taken
+    batch_in_epoch: int = 0  # batches of the current epoch already consumed
+    bad_steps: int = 0  # non-finite steps skipped in total
+    consecutive_bad: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)  # mean terms of each finished epoch
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random stream, as tensors and plain values (loadable with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _StopFlag:
+    """Set by SIGTERM / SIGUSR1; the loop checkpoints at the next step boundary and returns."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum, frame) -> None:
+        self.signal = signum
+
+    @contextlib.contextmanager
+    def installed(self):
+        old = {}
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                old[sig] = signal.signal(sig, self)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        try:
+            yield self
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
+class MetricsLog:
+    """metrics.jsonl (rank 0) + TensorBoard scalars when TensorBoard is installed."""
+
+    def __init__(self, out_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = out_dir / "metrics.jsonl"
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out_dir / "tb"))
+            except ImportError:
+                print("TensorBoard is not installed: scalars go to metrics.jsonl only")
+
+    def write(self, record: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if k not in ("step", "epoch"):
+                    self.writer.add_scalar(f"train/{k}", v, record["step"])
+
+    def image(self, tag: str, array: np.ndarray, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_image(tag, array, step, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+@dataclass
+class Hooks:
+    """Optional task callbacks, called on rank 0 only."""
+
+    on_epoch_end: Callable[[int, nn.Module, dict[str, Any], MetricsLog], None] | None = None  # (epoch, model, last batch, log)
+    on_end: Callable[[nn.Module, RunState], dict[str, Any]] | None = None  # returns extra results
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def checkpoint_state(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, state: RunState) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "config": to_dict(cfg),
+        "epoch": state.epoch,
+        "step": state.step,
+        "batch_in_epoch": state.batch_in_epoch,
+        "bad_steps": state.bad_steps,
+        "history": state.history,
+        "rng": rng_state(),
+        "scaler": None,  # bf16 autocast needs no loss scaling
+    }
+
+
+def fit(
+    cfg: Config,
+    model: nn.Module,
+    loss_fn: LossFn,
+    dataset: Dataset,
+    collate: Callable,
+    out_dir: Path,
+    resume: bool = False,
+    groups: list[dict] | None = None,
+    hooks: Hooks | None = None,
+    repeat_batch: int = 1,
+    bad_videos: Any | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset``; returns the run's figures. ``repeat_batch`` > 1 takes that many
+    optimiser steps on every batch (test-time adaptation). ``bad_videos`` (a ``BadVideoLog``) counts the files
+    the dataset skipped and stops the run past its limit."""
+    hooks = hooks or Hooks()
+    tc = cfg.train
+    local_device = D.init_distributed(cfg.dist.backend)
+    device = local_device or resolve_device(tc.device)
+    main = D.is_main_process()
+    torch.manual_seed(tc.seed + D.rank())
+    model.to(device)
+    raw_model = model
+    if D.world_size() > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_model = torch.compile(model) if tc.compile else model
+
+    items = SeededItems(dataset, tc.seed)
+    sampler = DistributedSampler(items, num_replicas=D.world_size(), rank=D.rank(), shuffle=True, seed=tc.seed, drop_last=True)
+    bs, accum = cfg.data.batch_size, cfg.optim.accum_steps
+    batches_per_epoch = len(sampler) // bs
+    if tc.steps_per_epoch:
+        batches_per_epoch = min(batches_per_epoch, tc.steps_per_epoch * accum) if batches_per_epoch else 0
+    if batches_per_epoch < accum:
+        raise ValueError(
+            f"dataset of {len(items)} samples gives {batches_per_epoch} batches of {bs} per process, "
+            f"fewer than optim.accum_steps={accum}: lower data.batch_size"
+        )
+    steps_per_epoch = batches_per_epoch // accum * repeat_batch
+    total_steps = steps_per_epoch * tc.epochs
+    global_batch = bs * accum * D.world_size()
+    peak_lr = scaled_lr(cfg.optim, global_batch)
+    warmup = round(cfg.optim.warmup_epochs * steps_per_epoch)
+    optimizer = build_adamw(groups or param_groups(raw_model, cfg.optim.weight_decay), peak_lr, cfg.optim, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and tc.precision == "bf16")
+
+    state = RunState()
+    if resume:
+        path = latest_checkpoint(out_dir)
+        if path is None:
+            print(f"--resume: no checkpoint in {out_dir}, starting from scratch")
+        else:
+            ckpt = load_checkpoint(path)
+            raw_model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            state = RunState(ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["bad_steps"], 0, ckpt["history"])
+            if D.world_size() == int(ckpt.get("world_size", 1)):  # other world sizes: fresh streams
+                set_rng_state(ckpt["rng"])
+            if main:
+                print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
+
+    log = MetricsLog(out_dir, main)
+    stop = _StopFlag()
+    t0 = time.time()
+    last_terms: dict[str, float] = {}
+    stopped_by: str | None = None
+
+    def save(name: str) -> None:
+        if main:
+            ckpt = checkpoint_state(cfg, raw_model, optimizer, state)
+            ckpt["world_size"] = D.world_size()
+            save_checkpoint(out_dir / name, ckpt)
+
+    with stop.installed():
+        while state.epoch < tc.epochs and stopped_by is None:
+            epoch = state.epoch
+            sampler.set_epoch(epoch)
+            items.epoch = epoch
+            skip = state.batch_in_epoch
+            loader = DataLoader(
+                items,
+                batch_size=bs,
+                sampler=_Skip(sampler, skip * bs),
+                collate_fn=collate,
+                num_workers=cfg.data.num_workers,
+                pin_memory=device.type == "cuda",
+                drop_last=True,
+                persistent_workers=False,
+            )
+            sums: dict[str, torch.Tensor] = {}
+            n_sums = 0
+            bar = tqdm(total=batches_per_epoch, initial=skip, desc=f"epoch {epoch}", disable=not main, leave=False, dynamic_ncols=True)
+            last_batch = None
+            micro = 0
+            for batch in loader:
+                if state.batch_in_epoch >= batches_per_epoch:
+                    break
+                if bad_videos is not None:
+                    bad_videos.update(batch.get("skipped", []))
+                    bad_videos.check(len(items))
+                batch = _to_device(batch, device)
+                last_batch = batch
+                for _ in range(repeat_batch):
+                    micro += 1
+                    sync = micro % accum == 0
+                    ctx = model.no_sync() if (not sync and isinstance(model, nn.parallel.DistributedDataParallel)) else contextlib.nullcontext()
+                    with ctx, autocast:
+                        terms = loss_fn(step_model, batch)
+                    with ctx:
+                        (terms["total"] / accum).backward()
+                    if not sync:
+                        continue
+                    ok, grad_norm = _finite_step(raw_model, terms["total"], cfg.optim.clip_grad)
+                    if ok:
+                        set_lr(optimizer, lr_at(state.step, total_steps, warmup, peak_lr, cfg.optim.min_lr))
+                        optimizer.step()
+                        state.consecutive_bad = 0
+                    else:
+                        state.bad_steps += 1
+                        state.consecutive_bad += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    state.step += 1
+                    detached = {k: v.detach().float() for k, v in terms.items()}
+                    if ok:
+                        for k, v in detached.items():
+                            sums[k] = sums.get(k, 0.0) + v
+                        n_sums += 1
+                    if not ok and state.consecutive_bad >= tc.max_bad_steps:
+                        save("checkpoint-last.pth")
+                        bad = {k: float(v) for k, v in detached.items()}
+                        raise NonFiniteLossError(
+                            f"{state.consecutive_bad} consecutive non-finite steps, the last at step {state.step} "
+                            f"(epoch {epoch}); loss terms {bad}; checkpoint saved to {out_dir / 'checkpoint-last.pth'}"
+                        )
+                    if state.step % tc.log_every == 0 or state.step == 1:
+                        last_terms = {k: float(v) for k, v in detached.items()}
+                        record = {"step": state.step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **last_terms}
+                        record["grad_norm"] = float(grad_norm)
+                        record["bad_steps"] = state.bad_steps
+                        log.write(record)
+                        bar.set_postfix(loss=f"{last_terms['total']:.4f}", lr=f"{record['lr']:.2e}")
+                state.batch_in_epoch += 1
+                bar.update(1)
+                if stop.signal is not None:
+                    stopped_by = signal.Signals(stop.signal).name
+                    break
+            bar.close()
+            if stopped_by is not None:
+                save("checkpoint-last.pth")
+                if main:
+                    print(f"{stopped_by}: checkpoint saved at step {state.step}; continue with --resume")
+                break
+            means = {k: float(v) / max(n_sums, 1) for k, v in sums.items()}
+            state.history.append({"epoch": epoch, **means})
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            if main:
+                summary = " ".join(f"{k}={v:.4f}" for k, v in means.items())
+                print(f"epoch {epoch}: {summary}")
+                if hooks.on_epoch_end is not None and last_batch is not None:
+                    hooks.on_epoch_end(epoch, raw_model, last_batch, log)
+            if state.epoch % tc.ckpt_every == 0 or state.epoch == tc.epochs:
+                save(f"checkpoint-{state.epoch}.pth")
+                save("checkpoint-last.pth")
+                if main:
+                    for old in epoch_checkpoints(out_dir)[: -tc.keep_checkpoints]:
+                        old.unlink(missing_ok=True)
+            D.barrier()
+    log.close()
+    results: dict[str, Any] = {
+        "epochs": state.epoch,
+        "steps": state.step,
+        "bad_steps": state.bad_steps,
+        "wall_time_s": round(time.time() - t0, 1),
+        "final_terms": state.history[-1] if state.history else last_terms,
+        "history": state.history,
+        "global_batch": global_batch,
+        "peak_lr": peak_lr,
+        "device": str(device),
+        "world_size": D.world_size(),
+        "stopped_by": stopped_by,
+    }
+    if bad_videos is not None:
+        results["skipped_files"] = list(bad_videos.files)
+    if hooks.on_end is not None and main and stopped_by is None:
+        results.update(hooks.on_end(raw_model, state))
+    return results
+
+
+def _finite_step(model: nn.Module, total: torch.Tensor, clip: float) -> tuple[bool, torch.Tensor]:
+    """Clip (when ``clip`` > 0) and check that the loss and the gradient norm are finite."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    max_norm = clip if clip > 0 else float("inf")
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else total.new_zeros(())
+    ok = bool(torch.isfinite(total) & torch.isfinite(norm))  # one host sync per optimiser step
+    return ok, norm

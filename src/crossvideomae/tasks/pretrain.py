@@ -1,0 +1,100 @@
+"""``crossvideomae pretrain``: CrossVideoMAE pretraining; the video encoder is exported at the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from ..config import Config, to_dict
+from ..engine.train import Hooks, MetricsLog, RunState, fit
+from ..losses import CrossVideoMAELoss
+from ..models import CrossVideoMAE, build_model
+
+ENCODER_FILE = "video_encoder.safetensors"
+
+
+def build_pretraining(cfg: Config) -> tuple[CrossVideoMAE, CrossVideoMAELoss]:
+    """The model (initialised from ``cfg.init`` checkpoints when given) and its loss."""
+    model = build_model(cfg)
+    init = cfg.init
+    if init.model or init.video or init.image:
+        from ..engine.checkpoint import load_pretrained
+
+        if init.model:
+            print(load_pretrained(model, init.model, kind="model"))
+        if init.video:
+            print(load_pretrained(model.video_encoder, init.video, kind="video"))
+        if init.image:
+            print(load_pretrained(model.image_encoder, init.image, kind="image"))
+    if cfg.train.freeze_image:
+        model.image_encoder.requires_grad_(False)
+    return model, CrossVideoMAELoss(cfg.loss)
+
+
+def export_video_encoder(model: CrossVideoMAE, cfg: Config, out_dir: Path) -> Path:
+    """The product of pretraining: the video encoder as safetensors, its model config as JSON beside it."""
+    path = out_dir / ENCODER_FILE
+    state = {k: v.detach().contiguous().cpu() for k, v in model.video_encoder.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "crossvideomae.video_encoder"})
+    path.with_suffix(".json").write_text(json.dumps({"model": to_dict(cfg)["model"]}, indent=2))
+    return path
+
+
+def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int = 1) -> dict[str, Any]:
+    """Shared by ``pretrain`` and ``adapt`` (which takes ``repeat_batch`` updates per batch)."""
+    from ..data import BadVideoLog, build_pretrain_dataset, pretrain_collate, view2_batch_mixing
+
+    model, criterion = build_pretraining(cfg)
+    dataset = build_pretrain_dataset(cfg, split="train")
+    mix = view2_batch_mixing(cfg)  # mixup / cutmix of view 2 inside the batch, or None
+
+    def loss_fn(m: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        video2 = mix(batch["video2"]) if mix is not None else batch["video2"]
+        out = m(batch["video1"], video2, batch["images"], batch["frame_index1"], batch["frame_index2"])
+        return criterion(out)
+
+    pictures = out_dir / "pictures"
+
+    def on_epoch_end(epoch: int, m: CrossVideoMAE, batch: dict[str, Any], log: MetricsLog) -> None:
+        every = cfg.train.viz_every
+        last = epoch + 1 == cfg.train.epochs
+        if (every and (epoch + 1) % every == 0) or last:
+            from ..viz import reconstruction_grid
+
+            m.eval()
+            with torch.no_grad():
+                image = reconstruction_grid(m, batch, pictures / f"reconstruction-epoch{epoch + 1:04d}.png")
+            m.train()
+            log.image("reconstruction", image, epoch + 1)
+
+    def on_end(m: CrossVideoMAE, state: RunState) -> dict[str, Any]:
+        from ..viz import plot_losses
+
+        encoder = export_video_encoder(m, cfg, out_dir)
+        curves = pictures / "losses.png"
+        plot_losses(out_dir / "metrics.jsonl", curves)
+        return {"video_encoder": str(encoder), "checkpoint": str(out_dir / "checkpoint-last.pth"), "loss_curves": str(curves)}
+
+    model.train()
+    results = fit(
+        cfg,
+        model,
+        loss_fn,
+        dataset,
+        pretrain_collate,
+        out_dir,
+        resume=resume,
+        hooks=Hooks(on_epoch_end=on_epoch_end, on_end=on_end),
+        repeat_batch=repeat_batch,
+        bad_videos=BadVideoLog(cfg.data.max_bad_fraction),
+    )
+    results["parameters_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+    return results
+
+
+def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
+    return run_pretraining(cfg, out_dir, resume=args.resume)

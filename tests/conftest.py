@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny configs. Everything runs on the CPU in fp32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from crossvideomae.config import Config, load_config
+
+# A model small enough that a forward + backward takes milliseconds.
+TINY = [
+    "model.size=tiny",
+    "model.depth=2",
+    "model.img_size=32",
+    "model.num_frames=4",
+    "model.patch_size=8",
+    "model.embed_dim=48",
+    "model.decoder_depth=1",
+    "model.decoder_heads=3",
+    "data.short_side=32",
+    "train.device=cpu",
+    "train.precision=fp32",
+]
+
+
+@pytest.fixture
+def tiny_cfg() -> Config:
+    return load_config(None, TINY)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

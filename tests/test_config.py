@@ -1,0 +1,56 @@
+import pytest
+import yaml
+
+from crossvideomae.config import PRESETS, ConfigError, load_config, save_config
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_load_and_validate(name):
+    cfg = load_config(name)
+    assert cfg.model.num_frames % cfg.model.tubelet_size == 0
+
+
+def test_ssv2_preset_inherits_and_turns_flips_off():
+    k400, ssv2 = load_config("vitb_k400"), load_config("vitb_ssv2")
+    assert k400.data.flip and not ssv2.data.flip
+    assert ssv2.data.frame_stride == 2 and ssv2.model.size == k400.model.size == "base"
+
+
+def test_overrides_are_typed():
+    cfg = load_config("tiny", ["optim.base_lr=3e-4", "data.crop_scale=[0.5,1.0]", "loss.intra=false"])
+    assert cfg.optim.base_lr == 3e-4 and cfg.data.crop_scale == (0.5, 1.0) and cfg.loss.intra is False
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.sise=3", "model.sise"),
+        ("nosection.x=1", "nosection"),
+        ("model.depth=abc", "model.depth"),
+        ("mask.video_ratio=1.5", "mask.video_ratio"),
+        ("mask.video_type=diagonal", "mask.video_type"),
+        ("model.img_size=100", "model.img_size"),
+        ("loss.tau=0", "loss.tau"),
+        ("train.device=tpu", "train.device"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("tiny", [override])
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["model.size"])
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config("tiny", ["model.depth=3"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["model"]["depth"] == 3
+    assert load_config(str(tmp_path / "config.yaml")) == cfg
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ConfigError, match="tiny"):
+        load_config("no_such_preset")
