@@ -140,23 +140,32 @@ class InitConfig:
 
 @dataclass
 class EvalConfig:
-    checkpoint: str = ""  # encoder to evaluate (ours or any supported format); "" = random init
+    checkpoint: str = ""  # encoder to evaluate (ours or any supported format); "" = random init (train.seed)
+    encoder: str = "video"  # video (clips) | image (the image encoder on an ImageFolder tree in data.*_list)
     label: str = "label"  # which label to evaluate: label (motion/action) | kind (synthetic object kind)
-    epochs: int = 100
-    lr: float = 0.1  # linear probe SGD lr
-    warmup_epochs: float = 10.0
-    batch_size: int = 64
+    epochs: int = 100  # linear-probe and fine-tuning epochs
+    lr: float = 0.1  # linear probe SGD lr (momentum 0.9, no weight decay)
+    warmup_epochs: float = 10.0  # linear probe warm-up
+    batch_size: int = 64  # linear probe batch, and the batch of feature extraction and testing
     num_clips: int = 2  # temporal clips of the multi-view test
     num_crops: int = 3  # spatial crops of the multi-view test
     ks: tuple[int, ...] = (1, 5, 10, 20)  # retrieval R@k
-    split: int = 1  # UCF101 / HMDB51 split 1-3
+    split: int = 1  # UCF101 / HMDB51 split 1-3: replaces "{split}" in data.train_list / data.val_list
+    # Fine-tuning recipe (paper supp. Table 3). `finetune` trains with these in place of optim.base_lr,
+    # optim.betas, optim.weight_decay, optim.warmup_epochs, optim.layer_decay and model.drop_path.
+    ft_base_lr: float = 1.0e-3  # AdamW lr for a global batch of 256, scaled linearly
+    ft_betas: tuple[float, float] = (0.9, 0.999)
+    ft_weight_decay: float = 0.05
+    ft_warmup_epochs: float = 5.0
+    ft_layer_decay: float = 0.75  # layer-wise lr decay (BEiT / MAE)
+    ft_drop_path: float = 0.1
     label_smoothing: float = 0.1
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    randaugment: str = "rand-m9-n2-mstd0.5"
-    random_erasing: float = 0.25
-    repeated_aug: int = 2
-    dropout: float = 0.0
+    mixup: float = 0.8  # mixup alpha (0 = off)
+    cutmix: float = 1.0  # cutmix alpha (0 = off)
+    randaugment: str = "rand-m9-n2-mstd0.5"  # timm RandAugment spec of fine-tuning ("" = off)
+    random_erasing: float = 0.25  # probability
+    repeated_aug: int = 2  # augmented clips drawn per video and step (VideoMAE's num_sample)
+    dropout: float = 0.0  # before the classification head
     num_classes: int = 0  # 0 = from the data
 
 
@@ -281,6 +290,19 @@ def _rules(c: Config):
     yield "eval.split", e.split in (1, 2, 3), "must be 1, 2 or 3"
     yield "eval.label_smoothing", 0 <= e.label_smoothing < 1, "must be in [0, 1)"
     yield "eval.repeated_aug", e.repeated_aug >= 1, "must be >= 1"
+    yield "eval.encoder", e.encoder in ("video", "image"), "must be video or image"
+    yield "eval.warmup_epochs", e.warmup_epochs >= 0, "must be >= 0"
+    yield "eval.ft_base_lr", e.ft_base_lr > 0, "must be positive"
+    yield "eval.ft_betas", all(0 <= b < 1 for b in e.ft_betas), "must be in [0, 1)"
+    yield "eval.ft_weight_decay", e.ft_weight_decay >= 0, "must be >= 0"
+    yield "eval.ft_warmup_epochs", e.ft_warmup_epochs >= 0, "must be >= 0"
+    yield "eval.ft_layer_decay", 0 < e.ft_layer_decay <= 1, "must be in (0, 1]"
+    yield "eval.ft_drop_path", 0 <= e.ft_drop_path < 1, "must be in [0, 1)"
+    yield "eval.mixup", e.mixup >= 0, "must be >= 0"
+    yield "eval.cutmix", e.cutmix >= 0, "must be >= 0"
+    yield "eval.random_erasing", 0 <= e.random_erasing <= 1, "must be in [0, 1]"
+    yield "eval.dropout", 0 <= e.dropout < 1, "must be in [0, 1)"
+    yield "eval.num_classes", e.num_classes >= 0, "must be >= 0"
     s = c.synth
     yield "synth.num_train", s.num_train >= 1, "must be >= 1"
     yield "synth.num_val", s.num_val >= 1, "must be >= 1"
