@@ -89,6 +89,7 @@ class DataConfig:
     batch_size: int = 32  # per process
     num_workers: int = 8
     backend: str = "pyav"  # pyav | torchcodec
+    decode_threads: int = 1  # FFmpeg threads per open file (0 = one per core); workers already run in parallel
     max_bad_fraction: float = 0.01  # stop when more than this share of videos failed to decode
 
 
@@ -252,6 +253,7 @@ def _rules(c: Config):
     yield "data.batch_size", d.batch_size >= 1, "must be >= 1"
     yield "data.num_workers", d.num_workers >= 0, "must be >= 0"
     yield "data.backend", d.backend in ("pyav", "torchcodec"), "must be pyav or torchcodec"
+    yield "data.decode_threads", d.decode_threads >= 0, "must be >= 0"
     yield "data.max_bad_fraction", 0.0 <= d.max_bad_fraction <= 1.0, "must be in [0, 1]"
     yield "data.std", all(s > 0 for s in d.std), "must be positive"
     a = c.aug

@@ -1,0 +1,279 @@
+"""Datasets: pretraining samples (two views + sampled frames) and evaluation clips, plus their collates.
+
+Randomness. Each item draws its clip, views and augmentations from a seed. After ``set_epoch(epoch)`` the seed
+is a function of (``train.seed``, epoch, index) only, so a run gives the same batches whatever the worker
+count and a resumed run repeats the uninterrupted one; call it before building each epoch's iterator (like
+``DistributedSampler.set_epoch``; not with persistent workers, which keep their own copy). Without it the
+seed comes from torch's RNG of the process (seeded per worker by the DataLoader), so epochs still differ.
+
+Robustness. A video that fails to decode (:class:`DecodeError`) is replaced by another randomly drawn one
+(up to ``MAX_TRIES``); the failures travel with the item in ``skipped`` (``"path: reason"``) for
+:class:`~crossvideomae.data.badvideos.BadVideoLog`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+from ..config import Config
+from .decode import DecodeError, open_video
+from .lists import FrameRecord, VideoRecord, list_images, num_classes, read_frame_index, read_list
+from .sampling import (
+    centre_start,
+    clip_ids,
+    downsample_ids,
+    even_starts,
+    random_start,
+    sampled_positions,
+    start_containing,
+)
+from .transforms import EvalTransforms, PretrainTransforms, resize_short_side
+
+MAX_TRIES = 10  # videos tried per item before giving up
+
+
+def _load_image(path: str) -> torch.Tensor:
+    """(3, H, W) uint8."""
+    try:
+        return decode_image(read_file(path), mode=ImageReadMode.RGB)
+    except (RuntimeError, OSError) as err:
+        raise DecodeError(path, f"cannot read image: {err}") from None
+
+
+class _RobustVideoDataset(Dataset):
+    """Seeding and the replace-on-failure loop shared by the pretraining and evaluation datasets."""
+
+    records: list[VideoRecord]
+
+    def __init__(self, cfg: Config, list_path: str):
+        self.cfg, self.list_path = cfg, list_path
+        self.epoch: int | None = None
+
+    @property
+    def samples(self) -> list[tuple[str, int]]:
+        return [(r.path, r.label) for r in self.records]
+
+    @property
+    def num_classes(self) -> int:
+        return (
+            num_classes(self.list_path, self.records)
+            if self.list_path
+            else max(r.label for r in self.records) + 1
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _seed(self, index: int) -> int:
+        if self.epoch is None:
+            return int(torch.randint(2**62, ()))
+        return int(
+            np.random.SeedSequence([self.cfg.train.seed, self.epoch, index]).generate_state(2, np.uint64)[0]
+            >> 2
+        )
+
+    def _open(self, path: str, short_side: int):
+        d = self.cfg.data
+        return open_video(path, d.backend, threads=d.decode_threads, short_side=short_side)
+
+    def _frames(self, reader, ids: np.ndarray, short_side: int) -> tuple[torch.Tensor, dict[int, int]]:
+        """Decode the distinct ids once: (U, 3, H, W) uint8 and id -> row."""
+        uniq = np.unique(ids)
+        frames = reader.frames(uniq).permute(0, 3, 1, 2)
+        if self.cfg.data.backend != "pyav":
+            frames = resize_short_side(frames, short_side)
+        return frames, {int(k): r for r, k in enumerate(uniq)}
+
+    def __getitem__(self, index: int) -> dict:
+        seed = self._seed(index)
+        skipped: list[str] = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            rng = np.random.default_rng(seed)
+            i = index
+            for _ in range(MAX_TRIES):
+                try:
+                    item = self._item(i, rng)
+                    break
+                except DecodeError as err:
+                    skipped.append(str(err))
+                    i = int(rng.integers(len(self)))
+            else:
+                raise RuntimeError(
+                    f"{MAX_TRIES} videos in a row failed to decode:\n  " + "\n  ".join(skipped)
+                )
+        item["skipped"] = skipped
+        return item
+
+    def _item(self, i: int, rng: np.random.Generator) -> dict:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------- pretraining
+class PretrainDataset(_RobustVideoDataset):
+    """Items for CrossVideoMAE pretraining (SPEC §5); see :func:`build_pretrain_dataset` for the fields.
+
+    With ``data.presampled`` the items are the videos of a pre-sampled frame index: each item picks one of the
+    video's pre-sampled frames, reads it from its image file for the image branch, and places view 1's window
+    so that the frame is one of its T frames. Further sampled frames (n > 1) come from the clip.
+    With ``data.image_source`` the image branch shows random images of that folder instead of the clip's frames
+    (the frame-level video terms still use the sampled frame's slot).
+    """
+
+    def __init__(self, cfg: Config, split: str = "train"):
+        d = cfg.data
+        list_path = d.train_list if split == "train" else d.val_list
+        super().__init__(cfg, "" if d.presampled else list_path)
+        self.presampled: list[list[FrameRecord]] = []
+        if d.presampled:
+            by_video: dict[str, list[FrameRecord]] = defaultdict(list)
+            for row in read_frame_index(d.presampled):
+                by_video[row.video].append(row)
+            self.records = [VideoRecord(v, rows[0].label) for v, rows in by_video.items()]
+            self.presampled = list(by_video.values())
+        else:
+            if not list_path:
+                raise ValueError(
+                    f"data.{'train' if split == 'train' else 'val'}_list is empty: give a list file or folder"
+                )
+            self.records = read_list(list_path, d.root)
+        self.images = list_images(d.image_source) if d.image_source else []
+        self.tf = PretrainTransforms(d, cfg.aug, cfg.model.img_size)
+
+    def _plan(self, i: int, n: int, rng: np.random.Generator):
+        """Frame ids and slots of one clip: view 1 ids (T,), sampled slots (F,), view 2 ids (T,) and slots (F,),
+        and the pre-sampled frame record (or None)."""
+        d, T = self.cfg.data, self.cfg.model.num_frames
+        F, stride = d.num_sampled_frames, d.frame_stride
+        pre = None
+        if self.presampled:
+            pre = self.presampled[i][int(rng.integers(len(self.presampled[i])))]
+            start, slot = start_containing(min(pre.frame_index, n - 1), n, T, stride, rng)
+            others = rng.choice([q for q in range(T) if q != slot], size=F - 1, replace=False)
+            positions = np.array([slot, *others], dtype=np.int64)  # the pre-sampled frame first
+        else:
+            start = random_start(n, T, stride, rng)
+            positions = sampled_positions(T, F, d.frame_strategy, rng)
+        ids1 = clip_ids(start, T, stride, n)
+        if rng.random() < self.cfg.aug.temporal_downsample:
+            ids2, pos2 = downsample_ids(ids1, positions, stride, n, rng)
+        else:
+            ids2, pos2 = ids1, positions
+        return ids1, positions, ids2, pos2, pre
+
+    def _image_file(self, path: str) -> torch.Tensor:
+        """(3, H, W) uint8 at the decoded frames' short side."""
+        return resize_short_side(_load_image(path)[None], self.cfg.data.short_side)[0]
+
+    def _item(self, i: int, rng: np.random.Generator) -> dict:
+        rec, d = self.records[i], self.cfg.data
+        with self._open(rec.path, d.short_side) as reader:
+            plans = [self._plan(i, reader.info.num_frames, rng) for _ in range(d.repeated_sampling)]
+            frames, row = self._frames(
+                reader, np.concatenate([np.concatenate([p[0], p[2]]) for p in plans]), d.short_side
+            )
+
+        out = defaultdict(list)
+        for ids1, pos1, ids2, pos2, pre in plans:
+            flip = self.tf.flip()  # shared by both views: the motion keeps its direction between them
+            out["video1"].append(self.tf.view1(frames[[row[int(k)] for k in ids1]], flip))  # (3, T, S, S)
+            out["video2"].append(self.tf.view2(frames[[row[int(k)] for k in ids2]], flip))
+            if self.images:
+                imgs = [
+                    self._image_file(self.images[k]) for k in rng.integers(len(self.images), size=len(pos1))
+                ]
+            else:
+                imgs = list(frames[[row[int(ids1[p])] for p in pos1]])  # F x (3, H, W)
+                if pre is not None:
+                    imgs[0] = self._image_file(pre.image)
+            out["images"].append(self.tf.image(imgs))  # (F, 3, S, S)
+            out["frame_index1"].append(torch.as_tensor(pos1, dtype=torch.long))
+            out["frame_index2"].append(torch.as_tensor(pos2, dtype=torch.long))
+        item = {k: torch.stack(v) for k, v in out.items()}  # leading r dim
+        r = d.repeated_sampling
+        item["label"] = torch.full((r,), rec.label, dtype=torch.long)
+        item["kind"] = torch.full((r,), rec.kind, dtype=torch.long)
+        item["index"] = torch.full((r,), i, dtype=torch.long)
+        if r == 1:
+            item = {k: v[0] for k, v in item.items()}
+        return item
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+class EvalDataset(_RobustVideoDataset):
+    """Labelled clips: train = random clip + view-1 style augmentation; test = centre clip and centre crop, or
+    with ``multiview`` the K x crops views of SPEC §7 stacked as (V, 3, T, S, S)."""
+
+    def __init__(self, cfg: Config, list_path: str, train: bool, multiview: bool = False):
+        super().__init__(cfg, list_path)
+        self.train, self.multiview = train, multiview
+        self.records = read_list(list_path, cfg.data.root)
+        self.tf = EvalTransforms(cfg.data, cfg.model.img_size)
+
+    def _item(self, i: int, rng: np.random.Generator) -> dict:
+        rec, d, e = self.records[i], self.cfg.data, self.cfg.eval
+        T, stride = self.cfg.model.num_frames, d.frame_stride
+        short = d.short_side if self.train else self.cfg.model.img_size  # test: short side = crop size
+        with self._open(rec.path, short) as reader:
+            n = reader.info.num_frames
+            if self.train:
+                starts = [random_start(n, T, stride, rng)]
+            elif self.multiview:
+                starts = even_starts(n, T, stride, e.num_clips)
+            else:
+                starts = [centre_start(n, T, stride)]
+            clips = [clip_ids(s, T, stride, n) for s in starts]
+            frames, row = self._frames(reader, np.concatenate(clips), short)
+        clips = [frames[[row[int(k)] for k in ids]] for ids in clips]  # each (T, 3, H, W)
+        if self.train:
+            video = self.tf.train(clips[0])
+        elif self.multiview:
+            video = torch.cat([self.tf.test(c, e.num_crops) for c in clips])  # (K * crops, 3, T, S, S)
+        else:
+            video = self.tf.test(clips[0], 1)[0]
+        return {
+            "video": video,
+            "label": torch.tensor(rec.label, dtype=torch.long),
+            "kind": torch.tensor(rec.kind, dtype=torch.long),
+            "index": torch.tensor(i, dtype=torch.long),
+        }
+
+
+# --------------------------------------------------------------------------------------------- collate
+def _collate(items: list[dict], flatten: bool) -> dict:
+    batch: dict = {"skipped": [s for it in items for s in it["skipped"]]}
+    for key in items[0]:
+        if key == "skipped":
+            continue
+        x = torch.stack([it[key] for it in items])
+        batch[key] = x.flatten(0, 1) if flatten else x
+    return batch
+
+
+def pretrain_collate(items: list[dict]) -> dict:
+    """Stack pretraining items; with repeated sampling (a leading r dim) the r clips become r batch rows."""
+    return _collate(items, flatten=items[0]["video1"].dim() == 5)
+
+
+def eval_collate(items: list[dict]) -> dict:
+    return _collate(items, flatten=False)
+
+
+def build_pretrain_dataset(cfg: Config, split: str = "train") -> PretrainDataset:
+    """Items: ``video1``, ``video2`` (3, T, S, S) float; ``images`` (F, 3, S, S); ``frame_index1`` /
+    ``frame_index2`` (F,) slots of the sampled frames in each view; ``label``, ``kind``, ``index`` (long);
+    ``skipped`` (list of ``"path: reason"``). With ``data.repeated_sampling`` = r > 1 each tensor has a leading
+    r dim, which :func:`pretrain_collate` flattens into the batch."""
+    return PretrainDataset(cfg, split)
+
+
+def build_eval_dataset(cfg: Config, list_path: str, train: bool, multiview: bool = False) -> EvalDataset:
+    return EvalDataset(cfg, list_path, train, multiview)
