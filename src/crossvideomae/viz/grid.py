@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..models.crossvideomae import CrossVideoMAE
 from .attention import image_attention_map, video_attention_map
-from .reconstruct import denormalise, reconstruct
+from .reconstruct import denormalise, picture_mask, reconstruct
 
 ROWS = ("original", "masked", "reconstruction", "attention", "overlay", "image attention")
 CELL_INCHES, DPI = 1.3, 100
@@ -46,18 +46,16 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def clip_panels(
-    model: CrossVideoMAE, video: torch.Tensor, image: torch.Tensor, ids_keep: torch.Tensor | None = None
-):
+def clip_panels(model: CrossVideoMAE, video: torch.Tensor, image: torch.Tensor, seed: int = 0):
     """Pictures of one batch, all channels-last in [0, 1].
 
     video (B, C, T, H, W) and image (B, C, H, W) dataset-normalised. Returns ``frames`` (rows, B, T, H, W, 3)
     for the six rows over every frame of the clip and ``sampled`` (2, B, H, W, 3): the sampled frame and its
-    image-branch attention overlay.
+    image-branch attention overlay. The mask is :func:`picture_mask` of ``seed``.
     """
     mean, std = model.cfg.data.mean, model.cfg.data.std
     B, _, T, H, _ = video.shape
-    rec = reconstruct(model, video, ids_keep)
+    rec = reconstruct(model, video, picture_mask(model, B, seed))
     original = denormalise(rec.video, mean, std)  # (B, C, T, H, W)
     masked = original * (1 - rec.hidden) + 0.5 * rec.hidden  # hidden tubelets grey
     pasted = denormalise(rec.pasted(), mean, std)
@@ -78,9 +76,20 @@ def clip_panels(
     return np.stack(rows), np.stack([s_img, blend(s_img, s_heat)])
 
 
-def draw_grid(frames: np.ndarray, sampled: np.ndarray, tubelet: int, sampled_index: list[int]) -> Figure:
-    """Lay out :func:`clip_panels` output: one column per time slice (its first frame) + the sampled frame."""
+def draw_grid(
+    frames: np.ndarray,
+    sampled: np.ndarray,
+    tubelet: int,
+    sampled_slot: list[int],
+    frame_ids: list[int] | None = None,
+) -> Figure:
+    """Lay out :func:`clip_panels` output: one column per time slice (its first frame) + the sampled frame.
+
+    ``sampled_slot`` is each clip's sampled-frame position; ``frame_ids`` (T,) the video frame numbers shown in
+    the labels (default: positions in the clip).
+    """
     n_rows, B, T = frames.shape[:3]
+    ids = frame_ids if frame_ids is not None else list(range(T))
     cols = list(range(0, T, tubelet))
     fig = Figure(figsize=(CELL_INCHES * (len(cols) + 1), CELL_INCHES * n_rows * B), dpi=DPI)
     FigureCanvasAgg(fig)
@@ -94,9 +103,20 @@ def draw_grid(frames: np.ndarray, sampled: np.ndarray, tubelet: int, sampled_ind
             side = {0: sampled[0, b], n_rows - 1: sampled[1, b]}.get(r)
             if side is not None:
                 row[-1].imshow(side.clip(0, 1))
-        axes[b * n_rows, -1].set_xlabel(f"sampled frame {sampled_index[b]}", fontsize=7)
+        label = f"frame {ids[sampled_slot[b]]}"
+        box = {"facecolor": "black", "alpha": 0.6, "pad": 1.5, "linewidth": 0}
+        axes[b * n_rows, -1].text(
+            0.04,
+            0.96,
+            label,
+            transform=axes[b * n_rows, -1].transAxes,
+            fontsize=6,
+            color="white",
+            va="top",
+            bbox=box,
+        )
     for c, t in enumerate(cols):
-        axes[0, c].set_title(f"frame {t}", fontsize=7)
+        axes[0, c].set_title(f"frame {ids[t]}", fontsize=7)
     axes[0, -1].set_title("image input", fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -113,26 +133,40 @@ def render(fig: Figure) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def reconstruction_grid(model: CrossVideoMAE, batch: dict, path: Path, max_clips: int = 2) -> np.ndarray:
+def write_grid(
+    frames: np.ndarray,
+    sampled: np.ndarray,
+    tubelet: int,
+    sampled_slot: list[int],
+    path: Path,
+    frame_ids: list[int] | None = None,
+) -> np.ndarray:
+    """Draw :func:`clip_panels` output (see :func:`draw_grid`), write it as a PNG at ``path``; (H, W, 3) uint8."""
+    picture = render(draw_grid(frames, sampled, tubelet, sampled_slot, frame_ids))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture).save(path)
+    return picture
+
+
+def reconstruction_grid(
+    model: CrossVideoMAE, batch: dict, path: Path, max_clips: int = 2, seed: int = 0
+) -> np.ndarray:
     """Fig. 1 picture of the first ``max_clips`` clips of a pretraining batch, written to ``path`` (PNG).
 
-    Uses view 1 (``video1``), the first sampled frame (``images[:, 0]``, ``frame_index1[:, 0]``) and a fixed
-    mask; the model's train/eval mode and the global RNG are restored afterwards. Returns the picture as
-    (H, W, 3) uint8, e.g. for TensorBoard's ``add_image(..., dataformats="HWC")``.
+    Uses view 1 (``video1``), the first sampled frame (``images[:, 0]``, ``frame_index1[:, 0]``) and a mask drawn
+    from ``seed`` (the same at every epoch); the model's train/eval mode and the global RNG are restored
+    afterwards. Returns the picture as (H, W, 3) uint8, e.g. for TensorBoard's ``add_image(..., dataformats="HWC")``.
     """
     model = getattr(model, "module", model)  # DDP wrapper
     device = next(model.parameters()).device
     video = batch["video1"][:max_clips].to(device)
     image = batch["images"][:max_clips, 0].to(device)
-    sampled_index = batch["frame_index1"][:max_clips, 0].tolist()
+    sampled_slot = batch["frame_index1"][:max_clips, 0].tolist()
     was_training = model.training
     model.eval()
     try:
-        frames, sampled = clip_panels(model, video, image)
+        frames, sampled = clip_panels(model, video, image, seed)
     finally:
         model.train(was_training)
-    picture = render(draw_grid(frames, sampled, model.tubelet, sampled_index))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(picture).save(path)
-    return picture
+    return write_grid(frames, sampled, model.tubelet, sampled_slot, path)

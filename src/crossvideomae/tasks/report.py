@@ -1,0 +1,154 @@
+"""``crossvideomae report RUN_DIR``: one Markdown page, ``RUN_DIR/report.md``, describing a run.
+
+Sections: the results table (``results.json``), a summary of ``metrics.jsonl`` (first, lowest and last value
+of every logged term, with the loss curves drawn when the run did not draw them), the pictures found in the
+run folder, the files there, and the config (``config.yaml``). Links are relative, so the folder can be moved
+or published as it is. The report command's own output folder (``--output-dir``) receives only its
+``config.yaml`` and ``results.json``; do not point it at RUN_DIR, whose ``config.yaml`` it would replace.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..viz.losses import curve_keys, plot_losses, read_metrics
+
+PICTURES = (".png", ".gif", ".jpg", ".svg")
+EPOCH_PICTURE = re.compile(r"^(.*)-epoch(\d+)$")  # reconstruction-epoch0010.png: one of a series
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run_dir", help="folder of a run (pretrain, linprobe, finetune, ...)")
+
+
+def number(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    if isinstance(v, (list, tuple, dict)):
+        return f"`{json.dumps(v)}`"
+    return str(v)
+
+
+def size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested results -> ``{"a.b": value}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    cells = lambda r: "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |"  # noqa: E731
+    return [cells(header), cells(["---"] * len(header)), *map(cells, rows), ""]
+
+
+def results_section(run_dir: Path) -> list[str]:
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return ["## Results", "", "No `results.json`: the run did not finish (or is still running).", ""]
+    results = flatten(json.loads(path.read_text()))
+    return ["## Results", "", *table(["key", "value"], [[k, number(v)] for k, v in results.items()])]
+
+
+def metrics_section(run_dir: Path) -> list[str]:
+    path = run_dir / "metrics.jsonl"
+    rows = read_metrics(path) if path.is_file() else []
+    if not rows:
+        return []
+    lines = [
+        "## Training",
+        "",
+        f"{len(rows)} logged steps, last step {rows[-1]['step']}, epoch {rows[-1].get('epoch', '?')}.",
+        "",
+    ]
+    body = []
+    for key in curve_keys(rows):
+        pts = [(r["step"], float(r[key])) for r in rows if isinstance(r.get(key), (int, float))]
+        finite = [p for p in pts if math.isfinite(p[1])]
+        low = min(finite, key=lambda p: p[1]) if finite else (None, math.nan)
+        bad = len(pts) - len(finite)
+        body.append(
+            [key, number(pts[0][1]), f"{number(low[1])} (step {low[0]})", number(pts[-1][1]), str(bad)]
+        )
+    lines += table(["term", "first", "lowest", "last", "non-finite"], body)
+    if not (run_dir / "pictures" / "losses.png").is_file():
+        plot_losses(path, run_dir / "pictures" / "losses.png")
+    return lines
+
+
+def pictures_section(run_dir: Path) -> list[str]:
+    """Every picture of the run; of a per-epoch series only the first and the last."""
+    found = sorted(
+        p for p in run_dir.rglob("*") if p.suffix.lower() in PICTURES and not p.name.startswith(".")
+    )
+    series: dict[str, list[Path]] = {}
+    single = []
+    for p in found:
+        m = EPOCH_PICTURE.match(p.stem)
+        (series.setdefault(str(p.parent / m.group(1)), []) if m else single).append(p)
+    lines = ["## Pictures", ""]
+    if not found:
+        return lines + ["None found.", ""]
+    for p in single:
+        lines += [
+            f"### {p.relative_to(run_dir)}",
+            "",
+            f"![{p.stem}]({p.relative_to(run_dir).as_posix()})",
+            "",
+        ]
+    for name, paths in series.items():
+        shown = paths if len(paths) <= 2 else [paths[0], paths[-1]]
+        lines += [f"### {Path(name).relative_to(run_dir)}: {len(paths)} epochs, first and last shown", ""]
+        lines += [f"![{p.stem}]({p.relative_to(run_dir).as_posix()})" for p in shown] + [""]
+    return lines
+
+
+def files_section(run_dir: Path) -> list[str]:
+    files = sorted(p for p in run_dir.iterdir() if p.is_file() and p.name != "report.md")
+    rows = [[f"`{p.name}`", size(p.stat().st_size)] for p in files]
+    return ["## Files", "", *table(["file", "size"], rows)]
+
+
+def config_section(run_dir: Path) -> list[str]:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return []
+    return [
+        "## Config",
+        "",
+        "<details><summary>config.yaml</summary>",
+        "",
+        "```yaml",
+        path.read_text().rstrip(),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+
+
+def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise SystemExit(f"crossvideomae report: no run folder at {run_dir}")
+    lines = [f"# Run report: `{run_dir.resolve().name}`", ""]
+    lines += results_section(run_dir)
+    lines += metrics_section(run_dir)  # may draw pictures/losses.png, so before the pictures
+    lines += pictures_section(run_dir)
+    lines += files_section(run_dir)
+    lines += config_section(run_dir)
+    report = run_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return {"report": str(report), "pictures": sum(1 for line in lines if line.startswith("!["))}
