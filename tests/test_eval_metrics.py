@@ -11,6 +11,7 @@ from timm.optim import param_groups_layer_decay
 from timm.utils import accuracy as timm_accuracy
 
 from crossvideomae.config import EvalConfig, load_config
+from crossvideomae.data import eval_collate
 from crossvideomae.eval.features import eval_loader, gather_in_order, predict_multiview
 from crossvideomae.eval.heads import Classifier
 from crossvideomae.eval.metrics import (
@@ -117,7 +118,8 @@ def test_gather_in_order_sorts_and_drops_sampler_padding():
 
 
 class _MultiView(torch.utils.data.Dataset):
-    """Items of V random views; item 2 is marked as skipped (an undecodable video)."""
+    """Items of V random views. Video 2 "fails to decode" and is replaced by video 3, as the data package does:
+    the item then carries video 3's content and index and reports the failure in ``skipped``."""
 
     def __init__(self, n: int = 5, views: int = 3):
         g = torch.Generator().manual_seed(0)
@@ -127,17 +129,19 @@ class _MultiView(torch.utils.data.Dataset):
         return len(self.videos)
 
     def __getitem__(self, i: int) -> dict:
-        return {"video": self.videos[i], "label": i % 2, "kind": -1, "index": i, "skipped": i == 2}
+        skipped = ["video2.mp4: broken"] if i == 2 else []
+        i = 3 if i == 2 else i
+        item = {"video": self.videos[i], "label": torch.tensor(i % 2), "kind": torch.tensor(-1)}
+        return {**item, "index": torch.tensor(i), "skipped": skipped}
 
 
 def test_multiview_average_equals_manual_average():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 2 * 4 * 4, 4))
     data = _MultiView()
-    out, skipped = predict_multiview(
-        model, eval_loader(data, batch_size=2, num_workers=0), torch.device("cpu")
-    )
-    assert skipped == 1 and out["index"].tolist() == [0, 1, 3, 4]
+    loader = eval_loader(data, batch_size=2, num_workers=0, collate_fn=eval_collate)
+    out, skipped = predict_multiview(model, loader, torch.device("cpu"))
+    assert skipped == 1 and out["index"].tolist() == [0, 1, 3, 4]  # the broken video is left out
     with torch.no_grad():
         manual = torch.stack([model(data.videos[i]).softmax(-1).mean(0) for i in (0, 1, 3, 4)])
     torch.testing.assert_close(out["probs"], manual)

@@ -2,8 +2,12 @@
 
 Every rank sees a shard of the data (``DistributedSampler`` without shuffling); the results of all ranks are
 gathered and sorted by dataset index, and the padding duplicates that the sampler adds are dropped, so every
-rank ends with the same rows in dataset order, exactly as a single process would produce them. Items the
-decoder had to skip (``skipped`` = True) are left out; their count is returned.
+rank ends with the same rows in dataset order, exactly as a single process would produce them.
+
+A video that fails to decode is replaced by the dataset with another one, whose item then carries the other
+video's ``index`` (and its ``"path: reason"`` in the batch's ``skipped`` list): the duplicate index is dropped
+like the sampler's padding, so the broken video is left out rather than counted twice. Their number is
+returned.
 """
 
 from __future__ import annotations
@@ -38,14 +42,14 @@ def eval_loader(dataset: Dataset, batch_size: int, num_workers: int, collate_fn=
 
 
 def gather_in_order(local: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Concatenate every rank's rows, sort them by ``index`` and drop repeated indices."""
+    """Concatenate every rank's rows, sort them by ``index`` and keep the first row of each index."""
     parts = [local]
     if is_distributed():
         parts = [None] * world_size()
         dist.all_gather_object(parts, {k: v.cpu() for k, v in local.items()})
     parts = [p for p in parts if p]
     if not parts:
-        raise RuntimeError("no item of the evaluation set could be read (all were skipped)")
+        raise RuntimeError("the evaluation set is empty")
     merged = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     order = torch.argsort(merged["index"], stable=True)
     merged = {k: v[order] for k, v in merged.items()}
@@ -74,11 +78,8 @@ def collect(
     use_amp = amp and device.type == "cuda"
     for batch in loader:
         x = batch["video"] if "video" in batch else batch["image"]
-        keep = ~batch["skipped"].bool() if "skipped" in batch else torch.ones(x.shape[0], dtype=torch.bool)
-        skipped += int((~keep).sum())
-        if not keep.any():
-            continue
-        x = x[keep].to(device, non_blocking=True)
+        skipped += len(batch.get("skipped", ()))
+        x = x.to(device, non_blocking=True)
         B = x.shape[0]
         if multiview:
             V = x.shape[1]
@@ -91,8 +92,8 @@ def collect(
                 rows[name].append(y.cpu())
         for key in META_KEYS:
             if key in batch:
-                rows[key].append(torch.as_tensor(batch[key])[keep])
-    local = {k: torch.cat(v) for k, v in rows.items()}  # empty when this rank held only skipped items
+                rows[key].append(torch.as_tensor(batch[key]))
+    local = {k: torch.cat(v) for k, v in rows.items()}  # empty when this rank's shard was empty
     if is_distributed():
         total = torch.tensor([skipped], device=device if dist.get_backend() == "nccl" else "cpu")
         dist.all_reduce(total)
@@ -115,3 +116,21 @@ def predict_multiview(
     """Class probabilities averaged over the K clips x crops of each video: {"probs": (N, C), label, index}."""
     model.eval()
     return collect(loader, {"probs": lambda x: model(x).float().softmax(dim=-1)}, device, multiview=True)
+
+
+def split_features(
+    cfg, encoders: Mapping[str, nn.Module], device: torch.device, splits: tuple[str, ...] = ("train", "val")
+) -> dict[str, dict]:
+    """Features of every encoder on the centre clip of each video of each split, one decoding pass per split.
+
+    Returns {split: {"rows": {name: (N, D), label, kind, index}, "skipped": int, "dataset": Dataset}}.
+    """
+    from .inputs import collate_fn, eval_dataset
+
+    out = {}
+    for split in splits:
+        dataset = eval_dataset(cfg, split)
+        loader = eval_loader(dataset, cfg.eval.batch_size, cfg.data.num_workers, collate_fn(cfg))
+        rows, skipped = extract_features(encoders, loader, device)
+        out[split] = {"rows": rows, "skipped": skipped, "dataset": dataset}
+    return out

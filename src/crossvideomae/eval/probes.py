@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..config import EvalConfig
+from ..config import Config, EvalConfig
 from ..engine.optim import lr_at
 from .heads import LinearProbe
-from .metrics import recall_at_k
+from .metrics import classification_results, recall_at_k, topk_accuracy
 
 
 def train_linear_probe(
@@ -71,3 +71,44 @@ def knn_retrieval(
     """Test clips query train clips by cosine similarity: {"R@k": %}."""
     recall = recall_at_k(test, test_labels, train, train_labels, ks)
     return {f"R@{k}": v for k, v in recall.items()}
+
+
+def select_labels(rows: dict[str, torch.Tensor], label: str) -> torch.Tensor:
+    """The ``label`` | ``kind`` column of collected rows; kinds exist only on the synthetic dataset."""
+    y = rows[label].long()
+    if label == "kind" and bool((y < 0).any()):
+        raise SystemExit(
+            "eval.label=kind: these videos carry no object kind (only `crossvideomae synth` data does)"
+        )
+    return y
+
+
+def linear_probe_protocol(
+    train: dict[str, torch.Tensor],
+    val: dict[str, torch.Tensor],
+    feature: str,
+    label: str,
+    num_classes: int,
+    cfg: Config,
+    device: torch.device,
+    png_path=None,
+    class_names=None,
+) -> dict:
+    """Fit on the train rows, score the val rows: Acc@1/5, per-class accuracy, confusion matrix (+ picture)."""
+    y_train, y_val = select_labels(train, label), select_labels(val, label)
+    probe, losses = train_linear_probe(train[feature], y_train, num_classes, cfg.eval, cfg.train.seed, device)
+    results = classification_results(
+        probe_scores(probe, val[feature]), y_val, num_classes, png_path, class_names
+    )
+    results["train_acc1"] = topk_accuracy(probe_scores(probe, train[feature]), y_train, (1,))[1]
+    results["loss_first_epoch"], results["loss_last_epoch"] = losses[0], losses[-1]
+    return results
+
+
+def retrieval_protocol(
+    train: dict[str, torch.Tensor], val: dict[str, torch.Tensor], feature: str, label: str, ks: Sequence[int]
+) -> dict[str, float]:
+    """Val clips query train clips by cosine similarity of ``feature``: {"R@k": %}."""
+    return knn_retrieval(
+        train[feature], select_labels(train, label), val[feature], select_labels(val, label), ks
+    )

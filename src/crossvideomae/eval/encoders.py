@@ -1,0 +1,62 @@
+"""The encoder under evaluation: built from the config at random init, or loaded from ``eval.checkpoint``.
+
+A checkpoint that carries its model config (ours do) decides the architecture, so ``eval.checkpoint=PATH``
+is enough on the command line; ``model.drop_path`` and ``model.grad_checkpointing`` stay the caller's
+(they are training choices, not architecture). Random init uses ``train.seed``, so "pretrained vs random"
+comparisons always face the same random network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..config import Config
+from ..models import build_image_encoder, build_video_encoder
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def with_checkpoint_model(cfg: Config) -> Config:
+    """``cfg`` with the model section of ``eval.checkpoint`` (when the file carries one)."""
+    if not cfg.eval.checkpoint:
+        return cfg
+    from ..engine.checkpoint import model_config_from_checkpoint
+
+    found = model_config_from_checkpoint(cfg.eval.checkpoint)
+    if found is None:
+        return cfg
+    model = dataclasses.replace(
+        found, drop_path=cfg.model.drop_path, grad_checkpointing=cfg.model.grad_checkpointing
+    )
+    if model != cfg.model:
+        print(f"model config taken from {cfg.eval.checkpoint}")
+    return dataclasses.replace(cfg, model=model)
+
+
+def build_encoder(cfg: Config, checkpoint: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The ``eval.encoder`` kind (video | image) from ``checkpoint`` (default ``eval.checkpoint``; "" = random
+    init with ``train.seed``) and a record of where it came from for results.json."""
+    path = cfg.eval.checkpoint if checkpoint is None else checkpoint
+    kind = cfg.eval.encoder
+    torch.manual_seed(cfg.train.seed)
+    encoder = build_video_encoder(cfg.model) if kind == "video" else build_image_encoder(cfg.model)
+    if not path:
+        return encoder, {"checkpoint": None, "init": f"random (seed {cfg.train.seed})"}
+    from ..engine.checkpoint import load_pretrained
+
+    report = load_pretrained(encoder, path, kind=kind)
+    info = {"checkpoint": str(Path(path).resolve()), "sha256": file_sha256(path), "init": "checkpoint"}
+    info["load_report"] = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else str(report)
+    return encoder, info

@@ -1,0 +1,40 @@
+"""``crossvideomae linprobe``: linear probe of a frozen encoder (paper supp. Table 4).
+
+Mean-pooled features of the centre clip are extracted once for the train and val lists, then a BatchNorm
+(no affine) + linear layer is trained on them with SGD (``eval.lr``, momentum 0.9, no weight decay,
+``eval.warmup_epochs`` of warm-up then cosine, ``eval.epochs``) and scored on the val features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..engine.distributed import init_distributed, is_main_process
+from ..engine.train import resolve_device
+from ..eval.encoders import build_encoder, with_checkpoint_model
+from ..eval.features import split_features
+from ..eval.inputs import class_names, num_label_classes
+from ..eval.probes import linear_probe_protocol
+
+
+def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
+    device = init_distributed(cfg.dist.backend) or resolve_device(cfg.train.device)
+    cfg = with_checkpoint_model(cfg)
+    encoder, source = build_encoder(cfg)
+    feats = split_features(cfg, {"encoder": encoder.to(device)}, device)
+    train, val = feats["train"]["rows"], feats["val"]["rows"]
+    label = cfg.eval.label
+    num_classes = num_label_classes(feats["train"]["dataset"], label, train[label], cfg.eval.num_classes)
+    results: dict[str, Any] = {"encoder": source, "label": label, "num_classes": num_classes}
+    if is_main_process():  # every rank holds the same gathered features; one fits the probe
+        names = class_names(cfg, feats["train"]["dataset"], label)
+        png = out_dir / "confusion_matrix.png"
+        results.update(
+            linear_probe_protocol(train, val, "encoder", label, num_classes, cfg, device, png, names)
+        )
+        print(f"linear probe ({label}): Acc@1 {results['acc1']:.2f}  Acc@5 {results['acc5']:.2f}")
+    results["num_train"], results["num_val"] = int(train["index"].numel()), int(val["index"].numel())
+    results["skipped"] = {split: feats[split]["skipped"] for split in feats}
+    return results
