@@ -216,7 +216,7 @@ class EvalDataset(_RobustVideoDataset):
         super().__init__(cfg, list_path)
         self.train, self.multiview = train, multiview
         self.records = read_list(list_path, cfg.data.root)
-        self.tf = EvalTransforms(cfg.data, cfg.model.img_size)
+        self.tf = EvalTransforms(cfg.data, cfg.model.img_size, cfg.eval.randaugment if train else "")
 
     def _item(self, i: int, rng: np.random.Generator) -> dict:
         rec, d, e = self.records[i], self.cfg.data, self.cfg.eval

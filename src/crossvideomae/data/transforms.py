@@ -114,17 +114,21 @@ class PretrainTransforms:
 
 
 class EvalTransforms:
-    """Clips for evaluation: train = view-1 style (random resized crop + flip); test = short side to the crop
-    size, then a centre crop or the 3 spatial crops along the long side (SPEC §7)."""
+    """Clips for evaluation: train = view-1 style (random resized crop + flip, + RandAugment for fine-tuning
+    when ``randaugment`` is given); test = short side to the crop size, then a centre crop or the 3 spatial
+    crops along the long side (SPEC §7)."""
 
-    def __init__(self, data: DataConfig, img_size: int):
+    def __init__(self, data: DataConfig, img_size: int, randaugment: str = ""):
         self.data, self.size = data, img_size
         self.crop = v2.RandomResizedCrop(img_size, scale=tuple(data.crop_scale), antialias=True)
+        self.randaug = RandAugmentClip(randaugment) if randaugment else None
 
     def train(self, clip: torch.Tensor) -> torch.Tensor:
         clip = self.crop(clip)
         if self.data.flip and bool(torch.rand(()) < 0.5):
             clip = clip.flip(-1)
+        if self.randaug is not None:
+            clip = self.randaug(clip)
         return to_cthw(normalize(clip, self.data.mean, self.data.std))
 
     def test(self, clip: torch.Tensor, num_crops: int = 1) -> torch.Tensor:
