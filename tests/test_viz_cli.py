@@ -110,7 +110,15 @@ def test_report_cli(tmp_path):
     run = tmp_path / "run"
     (run / "pictures").mkdir(parents=True)
     save_config(load_config("tiny"), run / "config.yaml")
-    (run / "results.json").write_text(json.dumps({"final_loss": 1.23456, "eval": {"acc1": 55.5}}))
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "final_loss": 1.23456,
+                "eval": {"acc1": 55.5},
+                "history": [{"epoch": 0, "total": 3.0}, {"epoch": 1, "total": 2.5}],
+            }
+        )
+    )
     lines = [
         json.dumps({"step": s, "epoch": s // 4, "lr": 1e-3, "total": 4.0 - 0.1 * s, "rl": 1.0})
         for s in range(12)
@@ -124,6 +132,7 @@ def test_report_cli(tmp_path):
     text = (run / "report.md").read_text()
     assert results["report"] == str(run / "report.md")
     assert "| final_loss | 1.235 |" in text and "| eval.acc1 | 55.5 |" in text
+    assert "| epoch | total |" in text and "| 1 | 2.5 |" in text  # per-epoch records as their own table
     assert re.search(r"\| total \| 4 \| 2\.9 \(step 11\) \| 2\.9 \| 0 \|", text)
     assert (run / "pictures" / "losses.png").is_file()  # drawn because the run had none
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)

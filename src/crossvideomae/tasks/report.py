@@ -55,11 +55,20 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def results_section(run_dir: Path) -> list[str]:
+    """Scalars as one key/value table; a list of records (e.g. the per-epoch ``history``) as its own table."""
     path = run_dir / "results.json"
     if not path.is_file():
         return ["## Results", "", "No `results.json`: the run did not finish (or is still running).", ""]
-    results = flatten(json.loads(path.read_text()))
-    return ["## Results", "", *table(["key", "value"], [[k, number(v)] for k, v in results.items()])]
+    results = json.loads(path.read_text())
+    records = {
+        k: v for k, v in results.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)
+    }
+    scalars = flatten({k: v for k, v in results.items() if k not in records})
+    lines = ["## Results", "", *table(["key", "value"], [[k, number(v)] for k, v in scalars.items()])]
+    for name, rows in records.items():
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        lines += [f"### {name}", "", *table(columns, [[number(r.get(c, "")) for c in columns] for r in rows])]
+    return lines
 
 
 def metrics_section(run_dir: Path) -> list[str]:
