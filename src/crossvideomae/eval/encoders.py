@@ -16,8 +16,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..config import Config
+from ..config import Config, from_dict
 from ..models import build_image_encoder, build_video_encoder
+from .heads import Classifier
 
 
 def file_sha256(path: str | Path) -> str:
@@ -57,6 +58,47 @@ def build_encoder(cfg: Config, checkpoint: str | None = None) -> tuple[nn.Module
     from ..engine.checkpoint import load_pretrained
 
     report = load_pretrained(encoder, path, kind=kind)
+    if report.missing or report.mismatched:
+        raise SystemExit(
+            f"eval.checkpoint does not fit the {kind} encoder; evaluating a partly random one would mislead:\n{report}"
+        )
     info = {"checkpoint": str(Path(path).resolve()), "sha256": file_sha256(path), "init": "checkpoint"}
-    info["load_report"] = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else str(report)
+    info["load_report"] = {"source": report.source, "tensors": len(report.loaded), "notes": report.notes}
     return encoder, info
+
+
+def load_classifier(cfg: Config) -> tuple[Classifier, Config, dict[str, Any]]:
+    """A fine-tuned classifier from ``eval.checkpoint``: ours (``crossvideomae finetune`` checkpoints, whose
+    saved config gives the architecture, the encoder kind and the label) or any supported encoder format
+    that also holds ``head.weight`` / ``head.bias`` (VideoMAE and MAE fine-tuned checkpoints)."""
+    path = cfg.eval.checkpoint
+    if not path:
+        raise SystemExit(
+            "test needs eval.checkpoint=PATH of a fine-tuned model (e.g. runs/finetune/checkpoint-last.pth)"
+        )
+    from ..engine.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    state = ckpt["model"] if isinstance(ckpt.get("model"), dict) else ckpt
+    if "config" in ckpt:
+        saved = from_dict(ckpt["config"])
+        cfg = dataclasses.replace(
+            cfg,
+            model=dataclasses.replace(saved.model, drop_path=0.0),
+            eval=dataclasses.replace(cfg.eval, encoder=saved.eval.encoder, label=saved.eval.label),
+        )
+    else:
+        cfg = with_checkpoint_model(cfg)
+    if "head.weight" not in state:
+        raise SystemExit(f"{path}: no classification head (head.weight): not a fine-tuned checkpoint")
+    num_classes = state["head.weight"].shape[0]
+    if any(k.startswith("encoder.") for k in state):  # ours
+        encoder, _ = build_encoder(cfg, checkpoint="")
+        model = Classifier(encoder, num_classes)
+        model.load_state_dict(state)
+    else:
+        encoder, _ = build_encoder(cfg)
+        model = Classifier(encoder, num_classes)
+        model.head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
+    info = {"checkpoint": str(Path(path).resolve()), "sha256": file_sha256(path), "num_classes": num_classes}
+    return model, cfg, info

@@ -134,3 +134,30 @@ def split_features(
         rows, skipped = extract_features(encoders, loader, device)
         out[split] = {"rows": rows, "skipped": skipped, "dataset": dataset}
     return out
+
+
+def multiview_test(cfg, model: nn.Module, device: torch.device, out_dir=None) -> dict:
+    """SPEC §7 test: ``eval.num_clips`` temporal clips x ``eval.num_crops`` spatial crops of every val video,
+    softmax averaged; Acc@1, Acc@5, per-class accuracy, confusion matrix (``confusion_matrix.png`` in
+    ``out_dir``). Images (``eval.encoder=image``) get the single centre crop."""
+    from .inputs import class_names, collate_fn, eval_dataset
+    from .metrics import classification_results
+    from .probes import select_labels
+
+    multiview = cfg.eval.encoder == "video"
+    dataset = eval_dataset(cfg, "val", multiview=multiview)
+    loader = eval_loader(dataset, cfg.eval.batch_size, cfg.data.num_workers, collate_fn(cfg))
+    if multiview:
+        rows, skipped = predict_multiview(model, loader, device)
+    else:
+        model.eval()
+        rows, skipped = collect(loader, {"probs": lambda x: model(x).float().softmax(dim=-1)}, device)
+    num_classes = rows["probs"].shape[1]
+    png = out_dir / "confusion_matrix.png" if out_dir is not None else None
+    names = class_names(cfg, dataset, cfg.eval.label)
+    results = classification_results(
+        rows["probs"], select_labels(rows, cfg.eval.label), num_classes, png, names
+    )
+    views = cfg.eval.num_clips * cfg.eval.num_crops if multiview else 1
+    results.update({"views": views, "skipped": skipped})
+    return results

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+MAX_INLINE_CLASSES = 50  # larger confusion matrices go to a CSV file only
+
 
 def true_class_rank(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """scores (N, C), targets (N,) -> (N,) rank of the true class, 1 = best, ties counted against it."""
@@ -122,19 +124,27 @@ def classification_results(
     png_path: str | Path | None = None,
     class_names: Sequence[str] | None = None,
 ) -> dict:
-    """Acc@1, Acc@5 (capped at the class count), per-class Acc@1, the confusion matrix (and its picture)."""
+    """Acc@1, Acc@5 (capped at the class count), per-class Acc@1 and the confusion matrix.
+
+    The matrix goes into the dict up to ``MAX_INLINE_CLASSES`` classes; with ``png_path`` it is also drawn
+    there and written as CSV beside the picture (rows = true class).
+    """
     k5 = min(5, num_classes)
     acc = topk_accuracy(scores, targets, (1, k5))
     cm = confusion_matrix(scores.argmax(dim=1), targets, num_classes)
     per_class = per_class_accuracy(scores, targets, num_classes)
-    out = {
+    out: dict = {
         "acc1": acc[1],
         "acc5": acc[k5],
         "num_samples": int(targets.numel()),
         "per_class_acc1": [None if v != v else round(v, 4) for v in per_class.tolist()],
-        "confusion_matrix": cm.tolist(),
     }
+    if num_classes <= MAX_INLINE_CLASSES:
+        out["confusion_matrix"] = cm.tolist()
     if png_path is not None:
+        png_path = Path(png_path)
         save_confusion_png(cm, png_path, class_names)
-        out["confusion_png"] = str(png_path)
+        csv_path = png_path.with_suffix(".csv")
+        csv_path.write_text("\n".join(",".join(str(int(c)) for c in row) for row in cm.tolist()) + "\n")
+        out["confusion_png"], out["confusion_csv"] = str(png_path), str(csv_path)
     return out
