@@ -17,8 +17,8 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
 
 from ..config import Config
 from .decode import DecodeError, open_video
@@ -40,8 +40,9 @@ MAX_TRIES = 10  # videos tried per item before giving up
 def _load_image(path: str) -> torch.Tensor:
     """(3, H, W) uint8."""
     try:
-        return decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, OSError) as err:
+        with Image.open(path) as im:
+            return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+    except OSError as err:
         raise DecodeError(path, f"cannot read image: {err}") from None
 
 

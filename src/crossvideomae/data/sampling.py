@@ -76,14 +76,25 @@ def downsample_ids(
     """View 2's temporal down-sampling: T frames at ``factor`` x the stride, through the first sampled frame.
 
     The new window is drawn at random among those that put the first sampled frame on a slot (so that frame is
-    in view 2 exactly) and stay inside the video when they can. Returns view 2's ids (T,) and the new slots
-    (n,) of the sampled frames: the first one exactly, any further ones at the nearest slot (they are exact
-    when their distance to the first is a multiple of factor x stride).
+    in view 2 exactly), keep every sampled frame inside the window and stay inside the video; when the video
+    is too short for that, only the first two conditions hold. Returns view 2's ids (T,) and the new slots (n,)
+    of the sampled frames: the first one exactly, further ones at the nearest slot (at most ``stride`` away
+    when the window holds them; exact when their distance to the first is a multiple of factor x stride).
     """
-    T = len(ids1)
-    anchor = int(ids1[positions[0]])
-    start, _ = start_containing(anchor, video_len, T, stride * factor, rng)
-    ids2 = clip_ids(start, T, stride * factor, video_len)
-    # nearest slot of each sampled frame; clamped ids repeat the last frame, so search the real ids
-    pos2 = np.array([int(np.abs(ids2 - int(ids1[p])).argmin()) for p in positions])
+    T, stride2 = len(ids1), stride * factor
+    sampled = [int(ids1[p]) for p in positions]
+    anchor = sampled[0]
+    last = max(video_len - span(T, stride2), 0)
+    slots = [
+        p
+        for p in range(T)
+        if 0 <= anchor - p * stride2 <= min(last, min(sampled))
+        and anchor - p * stride2 + (T - 1) * stride2 >= max(sampled)
+    ]
+    if slots:
+        start = anchor - int(rng.choice(slots)) * stride2
+    else:
+        start, _ = start_containing(anchor, video_len, T, stride2, rng)
+    ids2 = clip_ids(start, T, stride2, video_len)
+    pos2 = np.array([int(np.abs(ids2 - f).argmin()) for f in sampled])
     return ids2, pos2
