@@ -41,8 +41,13 @@ def blend(image: np.ndarray, heat_rgb: np.ndarray, alpha: float = 0.5) -> np.nda
 
 
 def _hwc(x: torch.Tensor) -> np.ndarray:
-    """(C, H, W) or (B, C, H, W) in [0, 1] -> channels-last numpy."""
-    return x.movedim(-3, -1).cpu().numpy()
+    """Images (B, C, H, W) -> (B, H, W, C) numpy."""
+    return x.movedim(1, -1).cpu().numpy()
+
+
+def _thwc(x: torch.Tensor) -> np.ndarray:
+    """Clips (B, C, T, H, W) -> frames (B, T, H, W, C) numpy."""
+    return x.permute(0, 2, 3, 4, 1).cpu().numpy()
 
 
 @torch.no_grad()
@@ -59,7 +64,6 @@ def clip_panels(model: CrossVideoMAE, video: torch.Tensor, image: torch.Tensor, 
     original = denormalise(rec.video, mean, std)  # (B, C, T, H, W)
     masked = original * (1 - rec.hidden) + 0.5 * rec.hidden  # hidden tubelets grey
     pasted = denormalise(rec.pasted(), mean, std)
-    to_frames = lambda x: x.permute(0, 2, 3, 4, 1).cpu().numpy()  # noqa: E731  (B, T, H, W, C)
 
     v_map = video_attention_map(model, video)  # (B, t, h, w)
     v_heat = np.stack([heat(m, H) for m in v_map])  # (B, t, H, W, 3), one scale per clip
@@ -68,7 +72,7 @@ def clip_panels(model: CrossVideoMAE, video: torch.Tensor, image: torch.Tensor, 
     i_map = image_attention_map(model, frames_as_images).view(B, T, *model.image_encoder.grid[1:])
     i_heat = np.stack([np.stack([heat(m, H) for m in clip]) for clip in i_map])  # (B, T, H, W, 3)
 
-    rows = [to_frames(original), to_frames(masked), to_frames(pasted), v_heat]
+    rows = [_thwc(original), _thwc(masked), _thwc(pasted), v_heat]
     rows.append(blend(rows[2], v_heat))
     rows.append(blend(rows[0], i_heat))
     s_img = _hwc(denormalise(image.float(), mean, std))  # (B, H, W, 3)
