@@ -169,6 +169,10 @@ def test_plot_losses(tmp_path):
     out = plot_losses(metrics, tmp_path / "curves" / "losses.png")
     with Image.open(out) as png:
         assert png.size == (round(3.2 * 3 * 100), round(2.4 * 2 * 100))  # 4 panels: 3 columns x 2 rows
+        assert png.mode == "RGB"
+    with Image.open(plot_losses(metrics, tmp_path / "small.png", compact=True)) as png:
+        assert png.mode == "P" and png.size == (960, 480)
+    assert (tmp_path / "small.png").stat().st_size < out.stat().st_size
 
 
 def test_plot_losses_refuses_empty(tmp_path):
@@ -178,8 +182,16 @@ def test_plot_losses_refuses_empty(tmp_path):
 
 
 def test_animation(tmp_path):
-    clip = np.random.default_rng(0).random((5, 16, 20, 3))
-    out = write_animation([clip, clip * 0.5, clip], tmp_path / "clip.gif", scale=2, gap=2)
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (12, 3)) / 255  # few colours: the GIF palette holds them exactly
+    clip = colours[rng.integers(0, 12, (5, 16, 20))]  # (T, H, W, 3)
+    out = write_animation([clip, clip[::-1], clip], tmp_path / "clip.gif", scale=2, gap=2)
     with Image.open(out) as gif:
         assert gif.n_frames == 5
         assert gif.size == (2 * (3 * 20 + 2 * 2), 2 * 16)
+        gif.seek(3)
+        frame = np.asarray(gif.convert("RGB")).astype(int)
+    expected = np.round(clip[3] * 255).astype(int).repeat(2, 0).repeat(2, 1)
+    assert np.array_equal(frame[:, :40], expected)  # first panel, frame 3
+    assert np.array_equal(frame[:, 44:84], np.round(clip[1] * 255).astype(int).repeat(2, 0).repeat(2, 1))
+    assert (frame[:, 40:44] == 255).all()  # white gap between panels

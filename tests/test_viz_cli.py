@@ -87,11 +87,13 @@ def test_visualize_cli_without_saved_config(tmp_path, video):
             str(tmp_path / "v"),
             "--start",
             "0",
+            "--compact",
             *SMALL,
         ]
     )
     assert results["frames"] == list(range(0, 16, 2))
-    assert (tmp_path / "v" / "fig1.png").stat().st_size > 10_000
+    with Image.open(tmp_path / "v" / "fig1.png") as png:
+        assert png.mode == "P"  # --compact: a 256-colour palette file
 
 
 def test_original_row_shows_the_decoded_video(video, checkpoint):

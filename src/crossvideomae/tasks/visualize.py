@@ -41,6 +41,9 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random mask shown")
     parser.add_argument("--fps", type=int, default=4, help="frames per second of clip.gif")
+    parser.add_argument(
+        "--compact", action="store_true", help="256-colour PNG, about 4x smaller (for web pages)"
+    )
 
 
 def checkpoint_config(cfg: Config, saved: dict | None, overrides: list[str]) -> Config:
@@ -78,7 +81,7 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     video = clip[None].to(device)  # (1, 3, T, S, S)
     frames, sampled = clip_panels(model, video, video[:, :, slot], args.seed)  # (rows, 1, T, S, S, 3)
     grid = out_dir / "fig1.png"
-    write_grid(frames, sampled, model.tubelet, [slot], grid, frame_ids=ids)
+    write_grid(frames, sampled, model.tubelet, [slot], grid, frame_ids=ids, compact=args.compact)
     # original | masked | reconstruction | attention over the reconstruction; small clips enlarged
     gif = write_animation(
         [frames[r, 0] for r in (0, 1, 2, 4)], out_dir / "clip.gif", args.fps, scale=max(1, 128 // S)

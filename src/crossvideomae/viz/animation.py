@@ -20,7 +20,11 @@ def write_animation(panels: list[np.ndarray], path: Path, fps: int = 4, scale: i
     strip = (strip.clip(0, 1) * 255).round().astype(np.uint8)
     if scale > 1:
         strip = strip.repeat(scale, axis=1).repeat(scale, axis=2)
-    images = [Image.fromarray(frame) for frame in strip]
+    # one palette for every frame (no flicker), no dithering (dither noise defeats GIF's compression)
+    palette = Image.fromarray(strip.reshape(-1, *strip.shape[2:])).quantize(
+        256, method=Image.Quantize.MEDIANCUT
+    )
+    images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in strip]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)

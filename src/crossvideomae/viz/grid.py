@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
 
 from ..models.crossvideomae import CrossVideoMAE
 from .attention import image_attention_map, video_attention_map
+from .png import save_png
 from .reconstruct import denormalise, picture_mask, reconstruct
 
 ROWS = ("original", "masked", "reconstruction", "attention", "overlay", "image attention")
@@ -144,12 +144,12 @@ def write_grid(
     sampled_slot: list[int],
     path: Path,
     frame_ids: list[int] | None = None,
+    compact: bool = False,
 ) -> np.ndarray:
-    """Draw :func:`clip_panels` output (see :func:`draw_grid`), write it as a PNG at ``path``; (H, W, 3) uint8."""
+    """Draw :func:`clip_panels` output (see :func:`draw_grid`), write it as a PNG at ``path`` (see
+    :func:`save_png` for ``compact``); returns the picture (H, W, 3) uint8."""
     picture = render(draw_grid(frames, sampled, tubelet, sampled_slot, frame_ids))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(picture).save(path)
+    save_png(picture, path, compact)
     return picture
 
 

@@ -6,8 +6,11 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from .png import save_png
 
 # Keys that are the x axis or bookkeeping, not curves.
 AXES = ("step", "epoch")
@@ -37,8 +40,9 @@ def curve_keys(rows: list[dict]) -> list[str]:
     return sorted(order, key=lambda k: (k != "total", k == "lr", order.index(k)))
 
 
-def plot_losses(metrics_jsonl: Path, out_png: Path) -> Path:
-    """One panel per logged term (and the learning rate) over steps; writes ``out_png`` and returns it."""
+def plot_losses(metrics_jsonl: Path, out_png: Path, compact: bool = False) -> Path:
+    """One panel per logged term (and the learning rate) over steps; writes ``out_png`` (see :func:`save_png`
+    for ``compact``) and returns it."""
     rows = read_metrics(metrics_jsonl)
     keys = curve_keys(rows)
     if not keys:
@@ -59,7 +63,5 @@ def plot_losses(metrics_jsonl: Path, out_png: Path) -> Path:
     for ax in axes[len(keys) :]:
         ax.set_visible(False)  # panels left over in the last row
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    return out_png
+    fig.canvas.draw()
+    return save_png(np.asarray(fig.canvas.buffer_rgba())[..., :3], out_png, compact)
