@@ -22,10 +22,16 @@ from .heads import Classifier
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file; of a folder (a Hugging Face checkpoint), over its files' relative names and bytes."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for file in files:
+        if path.is_dir():
+            h.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):  # noqa: B023 (f is bound in this iteration)
+                h.update(chunk)
     return h.hexdigest()
 
 
