@@ -129,12 +129,15 @@ def test_report_cli(tmp_path):
     for e in (1, 2, 3):
         Image.new("RGB", (8, 8), (e * 60, 0, 0)).save(run / "pictures" / f"reconstruction-epoch{e:04d}.png")
     Image.new("RGB", (8, 8)).save(run / "fig1.png")
+    (run / "readout").mkdir()
+    (run / "readout" / "results.json").write_text(json.dumps({"retrieval_r1": 0.5}))
 
     results = main(["report", str(run), "-o", str(tmp_path / "report-cmd")])
     text = (run / "report.md").read_text()
     assert results["report"] == str(run / "report.md")
     assert "| final_loss | 1.235 |" in text and "| eval.acc1 | 55.5 |" in text
     assert "| epoch | total |" in text and "| 1 | 2.5 |" in text  # per-epoch records as their own table
+    assert "### Results of `readout/`" in text and "| retrieval_r1 | 0.5 |" in text  # a sub-run's results
     assert re.search(r"\| total \| 4 \| 2\.9 \(step 11\) \| 2\.9 \| 0 \|", text)
     assert (run / "pictures" / "losses.png").is_file()  # drawn because the run had none
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)

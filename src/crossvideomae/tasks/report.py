@@ -19,6 +19,7 @@ from ..config import Config
 from ..viz.losses import curve_keys, plot_losses, read_metrics
 
 PICTURES = (".png", ".gif", ".jpg", ".svg")
+MAX_PICTURES = 40  # a folder of extracted frames should not turn into a page of thousands
 EPOCH_PICTURE = re.compile(r"^(.*)-epoch(\d+)$")  # reconstruction-epoch0010.png: one of a series
 
 
@@ -50,24 +51,40 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    cells = lambda r: "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |"  # noqa: E731
+    def cells(row: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+
     return [cells(header), cells(["---"] * len(header)), *map(cells, rows), ""]
 
 
-def results_section(run_dir: Path) -> list[str]:
+def results_table(path: Path, title: str, level: int) -> list[str]:
     """Scalars as one key/value table; a list of records (e.g. the per-epoch ``history``) as its own table."""
-    path = run_dir / "results.json"
-    if not path.is_file():
-        return ["## Results", "", "No `results.json`: the run did not finish (or is still running).", ""]
     results = json.loads(path.read_text())
     records = {
         k: v for k, v in results.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)
     }
     scalars = flatten({k: v for k, v in results.items() if k not in records})
-    lines = ["## Results", "", *table(["key", "value"], [[k, number(v)] for k, v in scalars.items()])]
+    lines = [
+        "#" * level + f" {title}",
+        "",
+        *table(["key", "value"], [[k, number(v)] for k, v in scalars.items()]),
+    ]
     for name, rows in records.items():
         columns = list(dict.fromkeys(k for r in rows for k in r))
-        lines += [f"### {name}", "", *table(columns, [[number(r.get(c, "")) for c in columns] for r in rows])]
+        lines += ["#" * (level + 1) + f" {name}", ""]
+        lines += table(columns, [[number(r.get(c, "")) for c in columns] for r in rows])
+    return lines
+
+
+def results_section(run_dir: Path) -> list[str]:
+    """The run's ``results.json``, then those of runs in its direct sub-folders (e.g. a demo's readout)."""
+    path = run_dir / "results.json"
+    if path.is_file():
+        lines = results_table(path, "Results", 2)
+    else:
+        lines = ["## Results", "", "No `results.json`: the run did not finish (or is still running).", ""]
+    for sub in sorted(p.parent for p in run_dir.glob("*/results.json")):
+        lines += results_table(sub / "results.json", f"Results of `{sub.name}/`", 3)
     return lines
 
 
@@ -98,7 +115,7 @@ def metrics_section(run_dir: Path) -> list[str]:
 
 
 def pictures_section(run_dir: Path) -> list[str]:
-    """Every picture of the run; of a per-epoch series only the first and the last."""
+    """Every picture of the run (up to MAX_PICTURES); of a per-epoch series only the first and the last."""
     found = sorted(
         p for p in run_dir.rglob("*") if p.suffix.lower() in PICTURES and not p.name.startswith(".")
     )
@@ -110,16 +127,18 @@ def pictures_section(run_dir: Path) -> list[str]:
     lines = ["## Pictures", ""]
     if not found:
         return lines + ["None found.", ""]
-    for p in single:
+    for p in single[:MAX_PICTURES]:
+        rel = p.relative_to(run_dir).as_posix()
+        lines += [f"### {rel}", "", f"![{p.stem}]({rel})", ""]
+    if len(single) > MAX_PICTURES:
+        lines += [f"... and {len(single) - MAX_PICTURES} more pictures in the folder.", ""]
+    for name, paths in series.items():
+        paths.sort(key=lambda p: int(EPOCH_PICTURE.match(p.stem).group(2)))
+        shown = paths if len(paths) <= 2 else [paths[0], paths[-1]]
         lines += [
-            f"### {p.relative_to(run_dir)}",
-            "",
-            f"![{p.stem}]({p.relative_to(run_dir).as_posix()})",
+            f"### {Path(name).relative_to(run_dir).as_posix()}: {len(paths)} epochs, first and last shown",
             "",
         ]
-    for name, paths in series.items():
-        shown = paths if len(paths) <= 2 else [paths[0], paths[-1]]
-        lines += [f"### {Path(name).relative_to(run_dir)}: {len(paths)} epochs, first and last shown", ""]
         lines += [f"![{p.stem}]({p.relative_to(run_dir).as_posix()})" for p in shown] + [""]
     return lines
 
