@@ -247,9 +247,9 @@ def _read_hf_folder(path: Path) -> Source:
         raise CheckpointError(f"{weights}: {err}") from None
     converted = to_ours(sd, fmt)
     config = _hf_model_config(hf) if fmt.startswith("hf_") else _infer_model_config(converted.state, fmt)
-    if fmt == "hf_videomae" and hf.get("use_mean_pooling", True) and "videomae.layernorm.weight" not in sd:
+    if fmt == "hf_videomae" and "video_encoder.norm.weight" not in converted.state:
         converted.notes.append(
-            "Hugging Face use_mean_pooling=True: the encoder has no per-token final LayerNorm"
+            "this Hugging Face VideoMAE (use_mean_pooling=True) has no final LayerNorm: ours keeps its initial one"
         )
     return Source(weights, fmt, container, converted, config)
 
