@@ -115,3 +115,23 @@ def test_index_past_the_end_is_an_error(tmp_path):
     path = write_index_video(tmp_path / "v.mp4", 10, preset="ultrafast")
     with open_video(str(path)) as reader, pytest.raises(DecodeError, match="out of range"):
         reader.frames([3, 10])
+
+
+def test_forked_loader_workers_decode_after_the_parent_did(tmp_path):
+    """A DataLoader forks its workers; the parent has often decoded already (a first batch, a picture).
+    The inherited swscale context must not hang the children."""
+    from torch.utils.data import DataLoader, Dataset
+
+    path = str(write_index_video(tmp_path / "v.mp4", 12, preset="ultrafast"))
+
+    class Frames(Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            with open_video(path) as reader:
+                return reader.frames([i])
+
+    assert decoded_indices(Frames()[2]) == [2]  # decode in the parent first
+    loader = DataLoader(Frames(), batch_size=1, num_workers=2, timeout=60, multiprocessing_context="fork")
+    assert [decoded_indices(b[0])[0] for b in loader] == [0, 1, 2, 3]

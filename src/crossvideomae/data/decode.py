@@ -60,13 +60,20 @@ def _check_file(path: str) -> None:
 
 
 _local = threading.local()
+_inherited: list[VideoReformatter] = []  # contexts of a parent process, never freed (see below)
 
 
 def _reformatter() -> VideoReformatter:
-    """One libswscale context cache per thread: building a context costs ~3 ms, more than converting a small
-    frame, and a fresh frame or container would otherwise build a new one."""
-    if not hasattr(_local, "reformatter"):
-        _local.reformatter = VideoReformatter()
+    """One libswscale context cache per thread and process: building a context costs ~3 ms, more than
+    converting a small frame, and a fresh frame or container would otherwise build a new one.
+
+    A forked child (a DataLoader worker) must neither use nor free the context it inherited: freeing joins
+    swscale's worker threads, which do not exist in the child, and hangs. So it is parked, and a new one made.
+    """
+    if getattr(_local, "pid", None) != os.getpid():
+        if hasattr(_local, "reformatter"):
+            _inherited.append(_local.reformatter)
+        _local.reformatter, _local.pid = VideoReformatter(), os.getpid()
     return _local.reformatter
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -190,7 +191,8 @@ def write_synthetic_dataset(out_dir: str | Path, cfg: SynthConfig, workers: int 
     ]
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers > 1 and len(jobs) > 8:
-        with ProcessPoolExecutor(workers) as pool:
+        # forkserver: a plain fork of a process that has run FFmpeg / x264 threads can hang in the child
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
             rows = list(pool.map(_write_one, jobs, chunksize=8))
     else:
         rows = [_write_one(j) for j in jobs]
