@@ -395,3 +395,5 @@ def test_wrong_modality_is_an_error(tmp_path):
     )
     with pytest.raises(CheckpointError, match="mae.pth.*video encoder.*image_encoder"):
         load_pretrained(enc, tmp_path / "mae.pth", verbose=False)
+    with pytest.raises(ValueError, match="VideoEncoder"):
+        load_pretrained(enc, tmp_path / "mae.pth", "image", verbose=False)

@@ -419,6 +419,10 @@ def load_pretrained(
         )
     if kind not in _PARTS:
         raise ValueError(f"kind must be video, image or model, not {kind!r}")
+    if (isinstance(module, VideoEncoder) and kind != "video") or (
+        isinstance(module, ImageEncoder) and kind != "image"
+    ):
+        raise ValueError(f"kind={kind!r} does not fit a {type(module).__name__}")
     target = module
     if isinstance(module, CrossVideoMAE) and kind != "model":
         target = module.video_encoder if kind == "video" else module.image_encoder

@@ -257,38 +257,31 @@ def to_hf_videomae(state: dict[str, torch.Tensor], prefix: str = "videomae.") ->
     biases are written as ``q_bias`` / ``v_bias`` (the hub layout, which transformers 4 and 5 both read); our k
     bias is dropped (it cannot change attention, see the module docstring).
     """
+    simple = {
+        "video_encoder.patch_embed.proj.weight": f"{prefix}embeddings.patch_embeddings.projection.weight",
+        "video_encoder.patch_embed.proj.bias": f"{prefix}embeddings.patch_embeddings.projection.bias",
+        "video_encoder.norm.weight": f"{prefix}layernorm.weight",
+        "video_encoder.norm.bias": f"{prefix}layernorm.bias",
+        "video_proj.weight": "encoder_to_decoder.weight",
+        "decoder.mask_token": "mask_token",
+        **{f"decoder.{n}.{p}": f"decoder.{n}.{p}" for n in ("norm", "head") for p in ("weight", "bias")},
+    }
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         m = re.match(r"^(video_encoder|decoder)\.blocks\.(\d+)\.(.+)\.(weight|bias)$", key)
-        if m:
-            part, i, mod, kind = m.groups()
-            base = (
-                f"{prefix}encoder.layer.{i}." if part == "video_encoder" else f"decoder.decoder_layers.{i}."
-            )
-            if mod == "attn.qkv":
-                q, _, v = value.chunk(3)
-                if kind == "weight":
-                    for name, w in zip(("query", "key", "value"), value.chunk(3), strict=True):
-                        out[f"{base}attention.attention.{name}.weight"] = w
-                else:
-                    out[f"{base}attention.attention.q_bias"] = q
-                    out[f"{base}attention.attention.v_bias"] = v
-            else:
-                out[f"{base}{_HF_FROM_OURS_BLOCK[mod]}.{kind}"] = value
+        if m is None:
+            if key not in simple:
+                raise ValueError(f"{key} has no place in Hugging Face VideoMAE")
+            out[simple[key]] = value
             continue
-        simple = {
-            "video_encoder.patch_embed.proj.weight": f"{prefix}embeddings.patch_embeddings.projection.weight",
-            "video_encoder.patch_embed.proj.bias": f"{prefix}embeddings.patch_embeddings.projection.bias",
-            "video_encoder.norm.weight": f"{prefix}layernorm.weight",
-            "video_encoder.norm.bias": f"{prefix}layernorm.bias",
-            "video_proj.weight": "encoder_to_decoder.weight",
-            "decoder.mask_token": "mask_token",
-            "decoder.norm.weight": "decoder.norm.weight",
-            "decoder.norm.bias": "decoder.norm.bias",
-            "decoder.head.weight": "decoder.head.weight",
-            "decoder.head.bias": "decoder.head.bias",
-        }
-        if key not in simple:
-            raise ValueError(f"{key} has no place in Hugging Face VideoMAE")
-        out[simple[key]] = value
+        part, i, mod, kind = m.groups()
+        base = f"{prefix}encoder.layer.{i}." if part == "video_encoder" else f"decoder.decoder_layers.{i}."
+        if mod != "attn.qkv":
+            out[f"{base}{_HF_FROM_OURS_BLOCK[mod]}.{kind}"] = value
+        elif kind == "weight":
+            for name, w in zip(("query", "key", "value"), value.chunk(3), strict=True):
+                out[f"{base}attention.attention.{name}.weight"] = w
+        else:
+            q, _, v = value.chunk(3)  # (the k bias is dropped)
+            out[f"{base}attention.attention.q_bias"], out[f"{base}attention.attention.v_bias"] = q, v
     return {k: v.contiguous() for k, v in out.items()}
