@@ -29,20 +29,22 @@ from crossvideomae.models import CrossVideoMAE, ImageEncoder, VideoEncoder, hidd
 
 TOL = 1e-4
 
-HF_VIDEO = dict(
+HF_ENCODER = dict(
     image_size=32,
     patch_size=8,
-    num_frames=4,
-    tubelet_size=2,
     hidden_size=64,
     num_hidden_layers=2,
     num_attention_heads=4,
     intermediate_size=256,
+    layer_norm_eps=1e-6,
+)
+HF_VIDEO = HF_ENCODER | dict(
+    num_frames=4,
+    tubelet_size=2,
     decoder_hidden_size=32,
     decoder_num_hidden_layers=2,
     decoder_num_attention_heads=2,
     decoder_intermediate_size=128,
-    layer_norm_eps=1e-6,
     use_mean_pooling=False,
 )
 
@@ -115,18 +117,7 @@ def test_hf_videomae_model_into_video_encoder(hf_videomae):
 
 
 def test_hf_vitmae_equals_image_encoder(tmp_path):
-    hf = ViTMAEModel(
-        ViTMAEConfig(
-            image_size=32,
-            patch_size=8,
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=256,
-            layer_norm_eps=1e-6,
-            mask_ratio=0.75,
-        )
-    ).eval()
+    hf = ViTMAEModel(ViTMAEConfig(**HF_ENCODER, mask_ratio=0.75)).eval()
     # transformers 5 leaves the table at zero in a fresh model (it is filled when loading): fill it the way HF does
     hf.embeddings.patch_embeddings.projection._is_hf_initialized = False
     hf.embeddings.initialize_weights()
