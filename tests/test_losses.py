@@ -18,7 +18,7 @@ CASE = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "ntxent_cas
 def loop_ntxent(a, p, tau):
     """ℓ(a,p)_i = −log exp(s(a_i,p_i)/τ) / (Σ_{k≠i} exp(s(a_i,a_k)/τ) + Σ_k exp(s(a_i,p_k)/τ)), plain loops."""
     def s(x, y):
-        return sum(xi * yi for xi, yi in zip(x, y)) / math.sqrt(sum(v * v for v in x) * sum(v * v for v in y))
+        return sum(xi * yi for xi, yi in zip(x, y, strict=False)) / math.sqrt(sum(v * v for v in x) * sum(v * v for v in y))
 
     a, p = a.tolist(), p.tolist()
     out = []

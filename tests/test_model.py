@@ -3,7 +3,15 @@ import torch
 
 from crossvideomae.config import load_config
 from crossvideomae.layers import sincos_1d
-from crossvideomae.models import build_model, build_video_encoder, make_mask, num_visible, patchify, slice_mean, unpatchify
+from crossvideomae.models import (
+    build_model,
+    build_video_encoder,
+    make_mask,
+    num_visible,
+    patchify,
+    slice_mean,
+    unpatchify,
+)
 
 
 def test_vitb_token_count_is_1568():

@@ -46,14 +46,12 @@ def export_video_encoder(model: CrossVideoMAE, cfg: Config, out_dir: Path) -> Pa
 
 def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int = 1) -> dict[str, Any]:
     """Shared by ``pretrain`` and ``adapt`` (which takes ``repeat_batch`` updates per batch)."""
-    from ..data import BadVideoLog, build_pretrain_dataset, pretrain_collate, view2_batch_mixing
+    from ..data import BadVideoLog, build_pretrain_dataset, mix_video2, pretrain_collate
 
     model, criterion = build_pretraining(cfg)
     dataset = build_pretrain_dataset(cfg, split="train")
-    mix = view2_batch_mixing(cfg)  # mixup / cutmix of view 2 inside the batch, or None
-
     def loss_fn(m: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        video2 = mix(batch["video2"]) if mix is not None else batch["video2"]
+        video2, _ = mix_video2(batch["video2"], cfg.aug.mixup, cfg.aug.cutmix)  # optional, inside the batch
         out = m(batch["video1"], video2, batch["images"], batch["frame_index1"], batch["frame_index2"])
         return criterion(out)
 
