@@ -397,3 +397,18 @@ def test_wrong_modality_is_an_error(tmp_path):
         load_pretrained(enc, tmp_path / "mae.pth", verbose=False)
     with pytest.raises(ValueError, match="VideoEncoder"):
         load_pretrained(enc, tmp_path / "mae.pth", "image", verbose=False)
+
+
+def test_mae_st_decoder_predicting_fewer_frames_is_a_shape_mismatch(tmp_path):
+    """mae_st with pred_t_dim < num_frames predicts one frame per tubelet: its head cannot be ours."""
+    sd = mae_st_state(64, 1, 32, 1, t=2, hw=16, tubelet=2, patch=8, cls=False, pred_t=1)
+    torch.save({"model": sd}, tmp_path / "st.pth")
+    mc = dataclasses.replace(model_config_from_checkpoint(tmp_path / "st.pth"), heads=4, decoder_heads=2)
+    model = CrossVideoMAE(dataclasses.replace(Config(), model=mc))
+    report = load_pretrained(model, tmp_path / "st.pth", "model", verbose=False)
+    assert report.mismatched == [
+        "decoder.head.weight: checkpoint (192, 32) vs model (384, 32)",
+        "decoder.head.bias: checkpoint (192,) vs model (384,)",
+    ]
+    assert "decoder.head.weight" not in report.missing and not report.complete
+    assert "shape mismatch (2)" in str(report)
