@@ -116,6 +116,8 @@ class PyAVReader:
             )
         ctx = self.stream.codec_context
         size = _scaled_size(ctx.width, ctx.height, self.short_side)
+        # area averaging when shrinking: anti-aliased and ~10x cheaper than swscale's default bicubic
+        interp = "AREA" if size[0] < ctx.width else "BILINEAR"
         by_pts = {info.pts[i]: i for i in want}
         last_pts = info.pts[want[-1]]
         got: dict[int, np.ndarray] = {}
@@ -126,7 +128,9 @@ class PyAVReader:
                 if frame.pts is None:
                     continue
                 if frame.pts in by_pts:
-                    rgb = _reformatter().reformat(frame, width=size[0], height=size[1], format="rgb24")
+                    rgb = _reformatter().reformat(
+                        frame, width=size[0], height=size[1], format="rgb24", interpolation=interp
+                    )
                     got[by_pts[frame.pts]] = rgb.to_ndarray()
                 if frame.pts >= last_pts:
                     break
