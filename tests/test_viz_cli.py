@@ -13,7 +13,7 @@ from PIL import Image
 from crossvideomae.cli import main
 from crossvideomae.config import SynthConfig, load_config, save_config, to_dict
 from crossvideomae.data.synth import render_video, write_mp4
-from crossvideomae.engine.checkpoint import save_checkpoint
+from crossvideomae.engine.checkpoint import CheckpointError, save_checkpoint
 from crossvideomae.models import CrossVideoMAE
 from crossvideomae.tasks.visualize import read_clip
 from crossvideomae.viz.grid import CELL_INCHES, DPI, ROWS, clip_panels
@@ -94,6 +94,31 @@ def test_visualize_cli_without_saved_config(tmp_path, video):
     assert results["frames"] == list(range(0, 16, 2))
     with Image.open(tmp_path / "v" / "fig1.png") as png:
         assert png.mode == "P"  # --compact: a 256-colour palette file
+
+
+def test_visualize_cli_refuses_weights_that_do_not_fit(tmp_path, video):
+    cfg = load_config("tiny", SMALL)
+    bare = tmp_path / "weights.pth"
+    save_checkpoint(bare, CrossVideoMAE(cfg).state_dict())
+    args = [
+        "visualize",
+        "--config",
+        "tiny",
+        "--checkpoint",
+        str(bare),
+        "--video",
+        str(video[0]),
+        "-o",
+        str(tmp_path),
+    ]
+    with pytest.raises(CheckpointError, match="must load whole"):
+        main(args)  # the preset's 4 blocks vs the file's 2: half the encoder would stay random
+    state = {k: v for k, v in CrossVideoMAE(cfg).state_dict().items() if not k.startswith("image_encoder.")}
+    save_checkpoint(bare, state)  # no image branch (as in a VideoMAE checkpoint): pictures, with a note
+    results = main([*args, *SMALL])
+    assert results["weights_missing"] and all(
+        k.startswith("image_encoder.") for k in results["weights_missing"]
+    )
 
 
 def test_original_row_shows_the_decoded_video(video, checkpoint):

@@ -8,9 +8,13 @@ Writes into the output folder:
 
 The clip is the test-time view (short side to the model's input size, centre crop) of T frames at
 ``data.frame_stride``, centred in the video unless ``--start`` is given; the sampled frame is the middle one.
-The config comes from the checkpoint when it holds one (the weights need their architecture, the decoder its
-``loss.norm_pix``, the pictures its ``data.mean``/``std``), with the command line's ``key=value`` overrides on
-top, e.g. ``mask.video_ratio=0.75``; ``--config`` only matters for a checkpoint without a config.
+The config comes from the checkpoint when it holds one (ours do: the weights need their architecture, the
+decoder its ``loss.norm_pix``, the pictures its ``data.mean``/``std``), with the command line's ``key=value``
+overrides on top, e.g. ``mask.video_ratio=0.75``. For other files (a bare state dict, VideoMAE, MAE-ST, Hugging
+Face) ``--config`` and the overrides must describe the model; :func:`load_pretrained` maps the weights and
+reports what did not fit. The video branch and decoder must come whole from the file (else the command
+stops); an image branch the file lacks (e.g. a VideoMAE checkpoint) keeps its random initial values, is listed
+in the results (``weights_missing``) and makes the image-attention row meaningless.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from ..config import Config, from_dict, save_config
 from ..data.decode import open_video
 from ..data.sampling import centre_start, clip_ids
 from ..data.transforms import EvalTransforms
-from ..engine.checkpoint import load_checkpoint
+from ..engine.checkpoint import CheckpointError, load_checkpoint, load_pretrained
 from ..models import CrossVideoMAE
 from ..viz.animation import write_animation
 from ..viz.grid import clip_panels, write_grid
@@ -44,6 +48,15 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--compact", action="store_true", help="256-colour PNG, about 4x smaller (for web pages)"
     )
+
+
+def saved_config(path: str) -> dict | None:
+    """The run config stored in one of our checkpoints (``checkpoint-*.pth``), None for any other file or folder."""
+    p = Path(path)
+    if not p.is_file() or p.suffix == ".safetensors":
+        return None
+    ckpt = load_checkpoint(p)
+    return ckpt.get("config") if isinstance(ckpt, dict) else None
 
 
 def checkpoint_config(cfg: Config, saved: dict | None, overrides: list[str]) -> Config:
@@ -67,11 +80,16 @@ def read_clip(path: str, cfg: Config, start: int) -> tuple[torch.Tensor, list[in
 
 
 def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
-    ckpt = load_checkpoint(args.checkpoint)
-    cfg = checkpoint_config(cfg, ckpt.get("config"), args.overrides)
+    cfg = checkpoint_config(cfg, saved_config(args.checkpoint), args.overrides)
     save_config(cfg, out_dir / "config.yaml")  # the config the pictures were made with
     model = CrossVideoMAE(cfg)
-    model.load_state_dict(ckpt.get("model", ckpt))
+    report = load_pretrained(model, args.checkpoint, kind="model")
+    video_branch = ("video_encoder.", "video_proj.", "decoder.")
+    if report.mismatched or any(k.startswith(video_branch) for k in report.missing):
+        raise CheckpointError(
+            f"{args.checkpoint}: the video encoder and decoder must load whole; check --config and the overrides "
+            f"(a full checkpoint-*.pth of a pretraining run carries its own config):\n{report}"
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
 
@@ -95,4 +113,5 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
         "sampled_frame": ids[slot],
         "video_mask_ratio": cfg.mask.video_ratio,
         "mask_seed": args.seed,
+        "weights_missing": report.missing,  # parts left at their random initial values
     }
