@@ -32,7 +32,7 @@ quiet() { tr '\r' '\n' | grep -v -E 'it/s|s/it|^ *$' || true; }  # drop progress
 stamp() { while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done; }
 
 bundle() {  # at most a few files come back from $OUT: logs in one archive
-  tar -czf "$OUT/$1.tar.gz" --ignore-failed-read "$RUN/results.json" "$RUN/config.yaml" "$RUN/metrics.jsonl" \
+  tar -czf "$OUT/$1.tar.gz" --ignore-failed-read "$RUN/results.json" "$RUN/results_start.json" "$RUN/config.yaml" "$RUN/metrics.jsonl" \
     "$RUN/pictures/losses.png" "$RUN/epochs.txt" "$RUN/calib.log" "$RUN/$1.log" "$OUT/readout_$1" 2>/dev/null || true
 }
 
@@ -46,7 +46,7 @@ start)
   echo "synth: $(( $(date +%s) - t0 )) s"
   # calibration: seconds per epoch between the first and the last epoch line (start-up excluded)
   $CVM pretrain --config vits_synth --output-dir "$RUN-calib" "${common[@]}" train.epochs="$CALIB_EPOCHS" \
-    train.ckpt_every=1000 2>/dev/null | stamp | tee "$RUN/calib.log"
+    train.ckpt_every=1000 2>"$RUN/calib.err" | stamp | tee "$RUN/calib.log" || { tail -n 30 "$RUN/calib.err"; exit 1; }
   epochs=$(python3 - "$RUN/calib.log" "$BUDGET_S" <<'EOF'
 import sys
 times = [float(line.split()[0]) for line in open(sys.argv[1]) if line.split()[1:2] == ["epoch"]]
@@ -62,8 +62,10 @@ EOF
   t1=$(date +%s)
   # SIGTERM to the main process only (--foreground): the loop finishes its step and writes checkpoint-last.pth
   timeout --foreground -k 120 -s TERM "$FIRST_S" $CVM pretrain --config vits_synth --output-dir "$RUN" \
-    "${common[@]}" train.epochs="$epochs" optim.warmup_epochs="$warmup" 2>&1 | tee "$RUN/start.log" | quiet
+    "${common[@]}" train.epochs="$epochs" optim.warmup_epochs="$warmup" 2>&1 | tee "$RUN/start.log" | quiet \
+    || [ "${PIPESTATUS[0]}" -eq 124 ]  # 124 = stopped by the timeout, as planned
   echo "pretraining (first part): $(( $(date +%s) - t1 )) s wall"
+  cp "$RUN/results.json" "$RUN/results_start.json"  # the finishing run rewrites results.json
   $CVM readout --config vits_synth --output-dir "$OUT/readout_start" "${common[@]}" "${probe[@]}" \
     eval.checkpoint=$RUN/checkpoint-last.pth
   bundle start
