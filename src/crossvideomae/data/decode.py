@@ -86,7 +86,10 @@ class PyAVReader:
         _check_file(path)
         self.path, self.short_side = path, short_side
         try:
-            self.container = av.open(path, metadata_errors="ignore")
+            try:
+                self.container = av.open(path, metadata_errors="ignore")
+            except TypeError:  # PyAV 19 (the GPU image's wheel) dropped the argument
+                self.container = av.open(path)
         except av.FFmpegError as err:
             raise DecodeError(path, f"cannot open: {err}") from None
         if not self.container.streams.video:
