@@ -160,3 +160,16 @@ def test_image_encoder_linprobe_on_image_folder(tmp_path):
                 f"data.train_list={tmp_path / 'train'}", f"data.val_list={tmp_path / 'val'}", "eval.epochs=10"])  # fmt: skip
     assert res["num_classes"] == 2 and res["num_train"] == 12 and res["num_val"] == 6
     assert res["acc1"] == 100.0  # two flat colours: any encoder separates them
+
+
+def test_repeated_augmentation_draws_differ(synth):
+    from crossvideomae.engine.train import SeededItems
+    from crossvideomae.tasks.finetune import Repeated, repeated_collate
+
+    cfg = load_config("tiny", overrides(synth))
+    items = SeededItems(Repeated(build_eval_dataset(cfg, str(synth / "train.txt"), train=True), 2), seed=0)
+    item = items[3]
+    assert item["video"].shape[0] == 2 and not torch.equal(item["video"][0], item["video"][1])
+    torch.testing.assert_close(items[3]["video"], item["video"])  # reproducible per (seed, epoch, index)
+    batch = repeated_collate([items[0], items[1]])
+    assert batch["video"].shape[0] == 4 and batch["index"].tolist() == [0, 0, 1, 1]
