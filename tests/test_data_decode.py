@@ -14,17 +14,22 @@ import torch
 from crossvideomae.data.decode import DecodeError, open_video
 
 
-def index_value(i: int) -> int:
-    """Grey level that encodes frame i (spacing 8 survives H.264 at a low crf)."""
-    return 8 * i + 4
+def index_colour(i: int) -> tuple[int, int, int]:
+    """RGB that encodes frame i: red and green each carry a base-31 digit (spacing 8 survives H.264)."""
+    return 8 * (i % 31) + 4, 8 * (i // 31) + 4, 128
 
 
 def write_index_video(
-    path: Path, n: int, size: int = 32, pts_ms: list[int] | None = None, gop: int = 4, preset: str = "medium"
+    path: Path,
+    n: int,
+    size: int = 32,
+    pts_ms: list[int] | None = None,
+    gop: int = 4,
+    preset: str = "medium",
 ) -> Path:
-    """An H.264 mp4 whose frame i is uniformly grey at ``index_value(i)``; frames at ``pts_ms`` when given
-    (variable frame rate), else 25 fps. ``medium`` uses B-frames, so decode order != presentation order."""
-    assert n <= 31
+    """An H.264 mp4 whose frame i is a flat ``index_colour(i)``; frames at ``pts_ms`` when given (variable
+    frame rate), else 25 fps. ``medium`` uses B-frames, so decode order != presentation order."""
+    assert n <= 31 * 31
     with av.open(str(path), "w", format="mp4") as c:
         s = c.add_stream("libx264", rate=25)
         s.width = s.height = size
@@ -32,7 +37,9 @@ def write_index_video(
         s.options = {"crf": "8", "preset": preset, "g": str(gop)}
         s.codec_context.time_base = Fraction(1, 1000)
         for i in range(n):
-            f = av.VideoFrame.from_ndarray(np.full((size, size, 3), index_value(i), np.uint8), format="rgb24")
+            f = av.VideoFrame.from_ndarray(
+                np.full((size, size, 3), index_colour(i), np.uint8), format="rgb24"
+            )
             f.pts = pts_ms[i] if pts_ms else i * 40
             f.time_base = Fraction(1, 1000)
             c.mux(s.encode(f))
@@ -41,8 +48,9 @@ def write_index_video(
 
 
 def decoded_indices(frames: torch.Tensor) -> list[int]:
-    """(N, H, W, 3) grey frames -> the frame numbers they encode."""
-    return [round((float(v) - 4) / 8) for v in frames.float().mean(dim=(1, 2, 3))]
+    """(N, H, W, 3) flat frames -> the frame numbers they encode."""
+    rg = [[round((float(v) - 4) / 8) for v in px] for px in frames.float().mean(dim=(1, 2))[:, :2]]
+    return [r + 31 * g for r, g in rg]
 
 
 def test_frames_match_indices_in_any_order_with_seeking(tmp_path):
@@ -50,6 +58,19 @@ def test_frames_match_indices_in_any_order_with_seeking(tmp_path):
     with open_video(str(path)) as reader:
         assert reader.info.num_frames == 30
         for ids in ([0, 1, 2], [29], [27, 3, 15, 15, 8], list(range(0, 30, 4)), [12, 13]):
+            assert decoded_indices(reader.frames(ids)) == ids
+
+
+def test_long_gop_skips_non_reference_frames_yet_returns_the_right_ones(tmp_path):
+    path = write_index_video(tmp_path / "long.mp4", 200, size=16, gop=250)  # one key frame, B-frames
+    with open_video(str(path)) as reader:
+        for ids in (
+            [120, 124, 128, 132],
+            [199],
+            [40, 41, 42, 43, 44, 45],
+            [17, 150],
+            list(range(60, 124, 4)),
+        ):
             assert decoded_indices(reader.frames(ids)) == ids
 
 

@@ -59,6 +59,8 @@ def _check_file(path: str) -> None:
         raise DecodeError(path, "zero-byte file")
 
 
+SKIP_MARGIN = 16  # frames before the first wanted one from which every frame is decoded again
+
 _local = threading.local()
 _inherited: list[VideoReformatter] = []  # contexts of a parent process, never freed (see below)
 
@@ -121,15 +123,41 @@ class PyAVReader:
         size = _scaled_size(ctx.width, ctx.height, self.short_side)
         # area averaging when shrinking: anti-aliased and ~10x cheaper than swscale's default bicubic
         interp = "AREA" if size[0] < ctx.width else "BILINEAR"
+        skip_until = want[0] - SKIP_MARGIN
+        got = self._decode(want, size, interp, skip_until)
+        if len(got) < len(want) and skip_until > 0:  # a wanted frame was skipped after all: a plain pass
+            got = self._decode(want, size, interp, -1)
+        if len(got) < len(want):
+            missing = [i for i in want if i not in got]
+            raise DecodeError(
+                path,
+                f"truncated or corrupt: {len(missing)} of {len(want)} wanted frames not decoded (first {missing[0]})",
+            )
+        return torch.from_numpy(np.stack([got[int(i)] for i in indices]))
+
+    def _decode(
+        self, want: list[int], size: tuple[int, int], interp: str, skip_until: int
+    ) -> dict[int, np.ndarray]:
+        """One pass from the key frame before ``want[0]`` to ``want[-1]``: frame id -> RGB array.
+
+        Until frame ``skip_until`` (when > 0) the decoder drops non-reference frames (``skip_frame=NONREF``):
+        nothing depends on them, and with x264's B-frames they are about half of the frames between the key
+        frame and the clip, which a long key-frame interval (x264's default is 250) makes the bulk of the work.
+        """
+        info, ctx = self.info, self.stream.codec_context
         by_pts = {info.pts[i]: i for i in want}
         last_pts = info.pts[want[-1]]
+        switch_pts = info.pts[skip_until] if skip_until > 0 else None
         got: dict[int, np.ndarray] = {}
         try:
+            ctx.skip_frame = "NONREF" if switch_pts is not None else "DEFAULT"
             # the key frame at or before the first wanted frame; decoding stops after the last wanted one
             self.container.seek(info.pts[want[0]], stream=self.stream, backward=True, any_frame=False)
             for frame in self.container.decode(self.stream):
                 if frame.pts is None:
                     continue
+                if switch_pts is not None and frame.pts >= switch_pts:
+                    ctx.skip_frame, switch_pts = "DEFAULT", None
                 if frame.pts in by_pts:
                     rgb = _reformatter().reformat(
                         frame, width=size[0], height=size[1], format="rgb24", interpolation=interp
@@ -138,14 +166,10 @@ class PyAVReader:
                 if frame.pts >= last_pts:
                     break
         except av.FFmpegError as err:
-            raise DecodeError(path, f"decode failed: {err}") from None
-        if len(got) < len(want):
-            missing = [i for i in want if i not in got]
-            raise DecodeError(
-                path,
-                f"truncated or corrupt: {len(missing)} of {len(want)} wanted frames not decoded (first {missing[0]})",
-            )
-        return torch.from_numpy(np.stack([got[int(i)] for i in indices]))
+            raise DecodeError(self.path, f"decode failed: {err}") from None
+        finally:
+            ctx.skip_frame = "DEFAULT"
+        return got
 
     def close(self) -> None:
         self.container.close()
