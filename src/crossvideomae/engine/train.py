@@ -239,8 +239,7 @@ def fit(
     torch.manual_seed(tc.seed + D.rank())
     model.to(device)
     raw_model = model
-    if D.world_size() > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model, groups = D.wrap_model(model, device, cfg.dist.fsdp, groups)  # DDP / FSDP under torchrun
     step_model = torch.compile(model) if tc.compile else model
 
     items = SeededItems(dataset, tc.seed)
@@ -269,11 +268,14 @@ def fit(
             print(f"--resume: no checkpoint in {out_dir}, starting from scratch")
         else:
             ckpt = load_checkpoint(path)
-            raw_model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
+            D.load_full_state(raw_model, optimizer, ckpt["model"], ckpt["optimizer"])
             state = RunState(ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["bad_steps"], 0, ckpt["history"])
             if D.world_size() == int(ckpt.get("world_size", 1)):  # other world sizes: fresh streams
                 set_rng_state(ckpt["rng"])
+            else:  # same place in the epoch's sample order, counted in this world's batches and steps
+                old = (ckpt["config"]["data"]["batch_size"], int(ckpt.get("world_size", 1)))
+                state.batch_in_epoch = D.global_batches_done(state.batch_in_epoch, *old, bs, D.world_size())
+                state.step = state.epoch * steps_per_epoch + state.batch_in_epoch // accum * repeat_batch
             if main:
                 print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
 
@@ -284,8 +286,10 @@ def fit(
     stopped_by: str | None = None
 
     def save(name: str) -> None:
+        model_sd, optim_sd = D.full_state(raw_model, optimizer)  # gathered onto rank 0 under FSDP
         if main:
             ckpt = checkpoint_state(cfg, raw_model, optimizer, state)
+            ckpt["model"], ckpt["optimizer"] = model_sd, optim_sd
             ckpt["world_size"] = D.world_size()
             save_checkpoint(out_dir / name, ckpt)
 
@@ -351,7 +355,7 @@ def fit(
                             f"(epoch {epoch}); loss terms {bad}; checkpoint saved to {out_dir / 'checkpoint-last.pth'}"
                         )
                     if state.step % tc.log_every == 0 or state.step == 1:
-                        last_terms = {k: float(v) for k, v in detached.items()}
+                        last_terms = D.mean_over_ranks(detached)  # the global batch's terms
                         record = {"step": state.step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **last_terms}
                         record["grad_norm"] = float(grad_norm)
                         record["bad_steps"] = state.bad_steps
@@ -368,15 +372,17 @@ def fit(
                 if main:
                     print(f"{stopped_by}: checkpoint saved at step {state.step}; continue with --resume")
                 break
-            means = {k: float(v) / max(n_sums, 1) for k, v in sums.items()}
+            means = {k: v / max(n_sums, 1) for k, v in D.mean_over_ranks(sums).items()}
             state.history.append({"epoch": epoch, **means})
             state.epoch += 1
             state.batch_in_epoch = 0
             if main:
                 summary = " ".join(f"{k}={v:.4f}" for k, v in means.items())
                 print(f"epoch {epoch}: {summary}")
-                if hooks.on_epoch_end is not None and last_batch is not None:
-                    hooks.on_epoch_end(epoch, raw_model, last_batch, log)
+            if hooks.on_epoch_end is not None and last_batch is not None:
+                with D.gathered(raw_model) as full:  # under FSDP a collective, the full model on rank 0
+                    if main:
+                        hooks.on_epoch_end(epoch, full, last_batch, log)
             if state.epoch % tc.ckpt_every == 0 or state.epoch == tc.epochs:
                 save(f"checkpoint-{state.epoch}.pth")
                 save("checkpoint-last.pth")
@@ -400,8 +406,10 @@ def fit(
     }
     if bad_videos is not None:
         results["skipped_files"] = list(bad_videos.files)
-    if hooks.on_end is not None and main and stopped_by is None:
-        results.update(hooks.on_end(raw_model, state))
+    if hooks.on_end is not None and stopped_by is None:
+        with D.gathered(raw_model) as full:
+            if main:
+                results.update(hooks.on_end(full, state))
     return results
 
 
@@ -409,6 +417,6 @@ def _finite_step(model: nn.Module, total: torch.Tensor, clip: float) -> tuple[bo
     """Clip (when ``clip`` > 0) and check that the loss and the gradient norm are finite."""
     params = [p for p in model.parameters() if p.grad is not None]
     max_norm = clip if clip > 0 else float("inf")
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else total.new_zeros(())
+    norm = D.replicated(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else total.new_zeros(())
     ok = bool(torch.isfinite(total) & torch.isfinite(norm))  # one host sync per optimiser step
     return ok, norm
