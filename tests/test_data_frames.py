@@ -34,7 +34,7 @@ def test_frames_index_and_content(tmp_path):
     rows = _index(tmp_path / "out")
     assert res["frames"] == len(rows) == 12 and res["failed"] == []
     for r in rows:
-        img = np.asarray(Image.open(tmp_path / "out" / r["image"]))
+        img = np.array(Image.open(tmp_path / "out" / r["image"]))
         assert decoded_indices(torch.from_numpy(img)[None]) == [int(r["frame_index"])]  # the stored picture
         assert abs(float(r["timestamp"]) - int(r["frame_index"]) * 0.04) < 1e-6
         assert (tmp_path / "out" / r["video"]).resolve() == (tmp_path / f"v{r['label']}.mp4").resolve()
