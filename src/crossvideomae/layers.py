@@ -21,6 +21,7 @@ __all__ = [
     "TubeletEmbed",
     "LayerNorm",
     "attention_weights",
+    "embed_visible",
     "sincos_1d",
     "sincos_2d",
     "transformer_blocks",
@@ -55,6 +56,31 @@ class TubeletEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, D, t, h, w) -> (B, N, D)
+
+    def forward_visible(self, x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """Embeddings (B, n, D) of the tokens ``ids_keep`` (B, n) only; see :func:`embed_visible`."""
+        return embed_visible(self.proj, x, self.grid, ids_keep)
+
+
+def embed_visible(
+    proj: nn.Conv2d | nn.Conv3d, x: torch.Tensor, grid: tuple[int, int, int], ids_keep: torch.Tensor
+) -> torch.Tensor:
+    """What ``proj`` (a patch or tubelet projection, stride = kernel) gives at the tokens ``ids_keep`` (B, n) of
+    ``x`` (B, C, H, W) or (B, C, T, H, W) over a (t, h, w) token grid, time-major: (B, n, D).
+
+    The visible cubes are cut out first and projected as one matrix product, so at 90% masking the projection
+    (and the cast of its input under autocast) costs a tenth of running ``proj`` over every token.
+    """
+    if x.dim() == 4:
+        x = x[:, :, None]  # an image is a one-frame video
+    B, C = x.shape[:2]
+    t, h, w = grid
+    kt, kh, kw = (1, *proj.kernel_size) if isinstance(proj, nn.Conv2d) else proj.kernel_size
+    cubes = x.reshape(B, C, t, kt, h, kh, w, kw)
+    ti, hi, wi = ids_keep // (h * w), ids_keep // w % h, ids_keep % w  # (B, n) each
+    rows = torch.arange(B, device=x.device)[:, None]
+    cubes = cubes[rows, :, ti, :, hi, :, wi, :].flatten(2)  # (B, n, C*kt*kh*kw): the weight's order
+    return nn.functional.linear(cubes, proj.weight.flatten(1), proj.bias)
 
 
 def sincos_1d(n: int, dim: int) -> torch.Tensor:

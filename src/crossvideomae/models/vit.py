@@ -11,12 +11,15 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig, vit_dims
-from ..layers import LayerNorm, PatchEmbed, TubeletEmbed, sincos_1d, sincos_2d, transformer_blocks
-
-
-def gather_tokens(x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
-    """x (B, N, D), ids_keep (B, n) -> (B, n, D)."""
-    return torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
+from ..layers import (
+    LayerNorm,
+    PatchEmbed,
+    TubeletEmbed,
+    embed_visible,
+    sincos_1d,
+    sincos_2d,
+    transformer_blocks,
+)
 
 
 class _Encoder(nn.Module):
@@ -73,9 +76,11 @@ class VideoEncoder(_Encoder):
 
     def forward_features(self, video: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """video (B, C, T, H, W) -> visible-token features (B, n_keep, D) (all tokens if ids_keep is None)."""
-        x = self.patch_embed(video) + self.position_table().to(video.dtype)  # (B, N, D)
-        if ids_keep is not None:
-            x = gather_tokens(x, ids_keep)  # (B, n_keep, D)
+        pos = self.position_table().to(video.dtype)  # (1, N, D)
+        if ids_keep is None:
+            return self.run_blocks(self.patch_embed(video) + pos)  # (B, N, D)
+        # Only the visible tubelets are embedded: at 90% masking that is a tenth of the projection's work.
+        x = self.patch_embed.forward_visible(video, ids_keep) + pos[0, ids_keep]  # (B, n_keep, D)
         return self.run_blocks(x)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -102,9 +107,10 @@ class ImageEncoder(_Encoder):
     def forward_features(self, image: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """image (B, C, H, W) -> (B, 1 + n_keep, D): cls token first, then visible patches."""
         pos = self.pos_embed.to(image.dtype)
-        x = self.patch_embed(image) + pos[:, 1:]  # (B, N, D)
-        if ids_keep is not None:
-            x = gather_tokens(x, ids_keep)
+        if ids_keep is None:
+            x = self.patch_embed(image) + pos[:, 1:]  # (B, N, D)
+        else:  # only the visible patches are embedded: (B, n_keep, D)
+            x = embed_visible(self.patch_embed.proj, image, self.grid, ids_keep) + pos[0, 1:][ids_keep]
         cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
         return self.run_blocks(torch.cat([cls, x], dim=1))
 
