@@ -28,7 +28,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from crossvideomae.config import load_config
 from crossvideomae.data import build_pretrain_dataset, pretrain_collate
@@ -77,27 +77,19 @@ def throughput(cfg, workers: int, seconds: float) -> dict:
     loader = DataLoader(
         ds,
         batch_size=cfg.data.batch_size,
-        shuffle=True,
+        sampler=RandomSampler(ds, replacement=True, num_samples=10**7),  # no epoch ends to drain the pipeline
         num_workers=workers,
         collate_fn=pretrain_collate,
         drop_last=True,
         prefetch_factor=4 if workers else None,
         persistent_workers=workers > 0,
     )
-    if len(loader) == 0:
-        raise SystemExit(
-            f"{len(ds)} videos give no batch of {cfg.data.batch_size}: use more videos or data.batch_size=..."
-        )
     clips = batches = 0
     it = iter(loader)
-    warm = max(1, workers // 2)  # let every worker start before the clock runs
+    warm = max(1, workers)  # one batch from every worker before the clock runs
     start = None
     while True:
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            continue
+        batch = next(it)
         batches += 1
         if batches == warm:
             start = time.perf_counter()
@@ -161,6 +153,7 @@ def main() -> None:
     p.add_argument("--preset", default="vitb_k400")
     p.add_argument("--list", default="", help="use this list instead of generating files")
     p.add_argument("--videos", type=int, default=48)
+    p.add_argument("--videos-dir", default="", help="where to generate the files (default: OUT/videos)")
     p.add_argument("--short-side", type=int, default=320)
     p.add_argument("--video-seconds", type=float, default=10.0)
     p.add_argument(
@@ -177,7 +170,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     lst = args.list or str(
-        generate(out / "videos", args.videos, args.short_side, args.video_seconds, 30, args.gop)
+        generate(
+            Path(args.videos_dir or out / "videos"),
+            args.videos,
+            args.short_side,
+            args.video_seconds,
+            30,
+            args.gop,
+        )
     )
     gen_s = time.perf_counter() - t0
     print(f"files ready in {gen_s:.1f} s: {lst}", flush=True)
