@@ -6,7 +6,7 @@ process, and peak memory; then the same for Hugging Face's ``VideoMAEForPreTrain
 video mask ratio, SDPA, bf16 autocast, fused AdamW) as the baseline; with ``--loader``, the step again fed by
 the real loader (``data.train_list``), and the ratio of the two step rates.
 
-    crossvideomae bench -c vitb_k400 mask.video_ratio=0.9 mask.image_ratio=0.9 train.compile=true
+    crossvideomae bench -c vitb_k400 --compile-loss --profile 3 mask.video_ratio=0.9 mask.image_ratio=0.9 train.compile=true
 
 Inputs are random tensors already on the device (never zeros); each step draws fresh masks, as training does.
 MFU counts model FLOPs only: every matrix product and the two attention products, forward x 3 for forward and
@@ -247,7 +247,7 @@ def pretrain_step(
         buffers, and later batches are copied into them (a loader's host-to-device copy can land there)."""
         for k, v in batch.items():
             if k not in inputs:
-                inputs[k] = v if v.device == device else torch.empty_like(v, device=device)
+                inputs[k] = v if v.device.type == device.type else torch.empty_like(v, device=device)
                 torch._dynamo.mark_static_address(inputs[k])
             if v is not inputs[k]:
                 inputs[k].copy_(v, non_blocking=True)
