@@ -43,6 +43,17 @@ class VideoInfo:
         return float((self.pts[index] - self.pts[0]) * self.time_base)
 
 
+def _fraction(x) -> Fraction:
+    """A stream rational as a Fraction: PyAV <= 18 gives Fraction or None, PyAV 19 its own ``AVRational``
+    (falsy when unset)."""
+    if not x:
+        return Fraction(0)
+    try:
+        return Fraction(x.numerator, x.denominator)
+    except AttributeError:
+        return Fraction(float(x)).limit_denominator(1 << 30)
+
+
 def _scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """(w, h) with the short side = short_side and the aspect kept (even numbers not needed for RGB)."""
     if short_side <= 0 or min(width, height) == short_side:
@@ -108,8 +119,8 @@ class PyAVReader:
         if not pts:
             self.close()
             raise DecodeError(path, "no video frames")
-        rate = self.stream.average_rate or self.stream.guessed_rate or 0
-        self.info = VideoInfo(len(pts), pts, self.stream.time_base or Fraction(1, 1), float(rate))
+        rate = _fraction(self.stream.average_rate) or _fraction(self.stream.guessed_rate)
+        self.info = VideoInfo(len(pts), pts, _fraction(self.stream.time_base) or Fraction(1, 1), float(rate))
 
     def frames(self, indices) -> torch.Tensor:
         """uint8 (N, H, W, 3) frames at ``indices`` (any order, repeats allowed, each in [0, num_frames))."""
