@@ -18,7 +18,6 @@ import argparse
 import cProfile
 import json
 import math
-import multiprocessing
 import os
 import pstats
 import time
@@ -64,8 +63,7 @@ def generate(out: Path, n: int, short_side: int, seconds: float, fps: int, gop: 
     jobs = [(str(out / f"{i:04d}.mp4"), i, width, height, int(seconds * fps), fps, gop) for i in range(n)]
     todo = [j for j in jobs if not Path(j[0]).is_file()]
     if todo:
-        ctx = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(min(os.cpu_count() or 1, 16), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(min(os.cpu_count() or 1, 16)) as pool:
             list(pool.map(_write_video, todo))
     (out / "list.txt").write_text("".join(f"{Path(j[0]).name} {j[1] % 10}\n" for j in jobs))
     return out / "list.txt"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -107,8 +106,7 @@ def sample_frames(
         total=len(records), initial=len(done), desc="sample-frames", unit="video", disable=not progress
     ) as bar:
         if workers > 1 and len(jobs) > 1:
-            # forkserver: a plain fork of a process that has run FFmpeg / x264 threads can hang in the child
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+            with ProcessPoolExecutor(workers) as pool:
                 results = pool.map(_extract, jobs, chunksize=4)
                 for _, err in results:
                     failed += [err] if err else []

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -107,7 +106,10 @@ def render_video(seed: int, label: int, cfg: SynthConfig) -> tuple[np.ndarray, i
     S, T = cfg.size, cfg.num_frames
     _, dx, dy, rot, grow = MOTIONS[label]
     kind = int(rng.integers(len(KINDS)))
-    bg = _background(rng, S)
+    # a shared pool keeps the background from identifying the video, so instance discrimination must look at
+    # the object and its motion
+    pool = cfg.backgrounds
+    bg = _background(np.random.default_rng([cfg.seed, int(rng.integers(pool))]) if pool else rng, S)
     ys, xs = np.mgrid[0:S, 0:S].astype(np.float32)
     t = np.arange(T, dtype=np.float32) / (T - 1)  # (T,) in [0, 1]
 
@@ -191,8 +193,7 @@ def write_synthetic_dataset(out_dir: str | Path, cfg: SynthConfig, workers: int 
     ]
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers > 1 and len(jobs) > 8:
-        # forkserver: a plain fork of a process that has run FFmpeg / x264 threads can hang in the child
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        with ProcessPoolExecutor(workers) as pool:
             rows = list(pool.map(_write_one, jobs, chunksize=8))
     else:
         rows = [_write_one(j) for j in jobs]
