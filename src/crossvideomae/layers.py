@@ -22,6 +22,7 @@ __all__ = [
     "LayerNorm",
     "attention_weights",
     "embed_visible",
+    "separable_table",
     "sincos_1d",
     "sincos_2d",
     "transformer_blocks",
@@ -81,6 +82,12 @@ def embed_visible(
     rows = torch.arange(B, device=x.device)[:, None]
     cubes = cubes[rows, :, ti, :, hi, :, wi, :].flatten(2)  # (B, n, C*kt*kh*kw): the weight's order
     return nn.functional.linear(cubes, proj.weight.flatten(1), proj.bias)
+
+
+def separable_table(temporal: torch.Tensor, spatial: torch.Tensor) -> torch.Tensor:
+    """SpatioTemporalMAE's learned tables: temporal (1, t, D) + spatial (1, h*w, D) -> (1, t*h*w, D), time-major."""
+    t, hw = temporal.shape[1], spatial.shape[1]
+    return (temporal[:, :, None, :] + spatial[:, None, :, :]).reshape(1, t * hw, -1)
 
 
 def sincos_1d(n: int, dim: int) -> torch.Tensor:

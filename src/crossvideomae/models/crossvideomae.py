@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config, ModelConfig
-from ..layers import LayerNorm, sincos_1d, transformer_blocks
+from ..layers import LayerNorm, separable_table, sincos_1d, transformer_blocks
 from .masking import hidden_mask, make_mask
 from .vit import ImageEncoder, VideoEncoder, init_weights
 
@@ -94,9 +94,7 @@ class Decoder(nn.Module):
     def position_table(self) -> torch.Tensor:
         if self.pos_kind == "sincos":
             return self.decoder_pos_embed
-        t, hw = self.decoder_pos_embed_temporal.shape[1], self.decoder_pos_embed_spatial.shape[1]
-        table = self.decoder_pos_embed_temporal[:, :, None, :] + self.decoder_pos_embed_spatial[:, None, :, :]
-        return table.reshape(1, t * hw, -1)
+        return separable_table(self.decoder_pos_embed_temporal, self.decoder_pos_embed_spatial)
 
     def forward(self, emb: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """emb (B, n, E) visible-token embeddings -> predictions (B, N, P) in token order."""

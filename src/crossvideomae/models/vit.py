@@ -16,6 +16,7 @@ from ..layers import (
     PatchEmbed,
     TubeletEmbed,
     embed_visible,
+    separable_table,
     sincos_1d,
     sincos_2d,
     transformer_blocks,
@@ -70,9 +71,7 @@ class VideoEncoder(_Encoder):
         """(1, N, D), time-major."""
         if self.pos_kind == "sincos":
             return self.pos_embed
-        t, hw = self.pos_embed_temporal.shape[1], self.pos_embed_spatial.shape[1]
-        table = self.pos_embed_temporal[:, :, None, :] + self.pos_embed_spatial[:, None, :, :]  # (1, t, hw, D)
-        return table.reshape(1, t * hw, -1)
+        return separable_table(self.pos_embed_temporal, self.pos_embed_spatial)
 
     def forward_features(self, video: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """video (B, C, T, H, W) -> visible-token features (B, n_keep, D) (all tokens if ids_keep is None)."""
