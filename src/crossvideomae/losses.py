@@ -44,8 +44,7 @@ def nt_xent(a: torch.Tensor, p: torch.Tensor, tau: float, global_negatives: bool
     n = a.shape[0]
     rows = torch.arange(n, device=a.device)
     to_pos = a @ p_all.T / tau  # (n, N_g)
-    is_self = torch.zeros(n, a_all.shape[0], dtype=torch.bool, device=a.device)
-    is_self[rows, rows + offset] = True
+    is_self = torch.arange(a_all.shape[0], device=a.device)[None, :] == (rows + offset)[:, None]  # (n, N_g)
     to_anchors = (a @ a_all.T / tau).masked_fill(is_self, float("-inf"))  # k ≠ i
     logits = torch.cat([to_pos, to_anchors], dim=1)  # (n, 2 N_g)
     return F.cross_entropy(logits, rows + offset, reduction="none")
