@@ -178,6 +178,7 @@ class SynthConfig:
     size: int = 64  # frame height = width
     fps: int = 16
     num_objects: int = 1  # objects per video (all move the same way)
+    backgrounds: int = 0  # 0 = a new background per video; N = drawn from a pool of N shared backgrounds
     seed: int = 0
 
 
@@ -311,6 +312,7 @@ def _rules(c: Config):
     yield "synth.num_frames", s.num_frames >= 2, "must be >= 2"
     yield "synth.size", s.size >= 16 and s.size % 2 == 0, "must be an even number >= 16 (H.264 needs even sizes)"
     yield "synth.num_objects", s.num_objects >= 1, "must be >= 1"
+    yield "synth.backgrounds", s.backgrounds >= 0, "must be >= 0"
     yield "adapt.updates_per_batch", c.adapt.updates_per_batch >= 1, "must be >= 1"
     yield "adapt.num_batches", c.adapt.num_batches >= 0, "must be >= 0"
     yield "dist.backend", c.dist.backend in ("auto", "nccl", "gloo"), "must be auto, nccl or gloo"
