@@ -14,7 +14,7 @@ LOG=$OUT/log.txt
   python3 -c 'import torch; print("torch", torch.__version__, "nccl", torch.cuda.nccl.version())'
 } >>"$LOG" 2>&1
 run() { echo "== $*" >>"$LOG"; "$@" >>"$LOG" 2>&1; echo "== exit $?" >>"$LOG"; }
-TR="torchrun --standalone --nproc_per_node 2"
+TR="python3 -m torch.distributed.run --standalone --nproc_per_node 2"  # torchrun
 export GLOBAL_BATCH=64
 
 run env CUDA_VISIBLE_DEVICES=0 timeout 100 python3 benchmarks/multigpu_bench.py "$OUT/one"
