@@ -1,0 +1,107 @@
+"""Augmentations: one set of random parameters per clip, flips shared by the two views and off when
+data.flip is false, the test crops, mixup / cutmix of view 2, and the optional torchcodec backend."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from crossvideomae.config import load_config
+from crossvideomae.data import mix_video2
+from crossvideomae.data.transforms import EvalTransforms, PretrainTransforms, parse_randaugment
+
+
+def _cfg(*extra):
+    return load_config(None, ["model.img_size=32", "model.num_frames=4", "data.short_side=32", *extra])
+
+
+def _ramp_clip(T=6, H=40, W=48) -> torch.Tensor:
+    """(T, 3, H, W) uint8 frames, all equal: a left-to-right ramp with a bright block at the top left."""
+    x = torch.linspace(0, 200, W).round().to(torch.uint8).expand(H, W).clone()
+    x[:8, :8] = 255
+    return x.expand(T, 3, H, W).clone()
+
+
+def test_every_frame_gets_the_same_random_parameters():
+    cfg = _cfg("aug.randaugment=rand-m9-n2-mstd0.5", "aug.color_jitter=0.4", "aug.random_erasing=1.0")
+    tf = PretrainTransforms(cfg.data, cfg.aug, 32)
+    for seed in range(10):
+        torch.manual_seed(seed)
+        v2 = tf.view2(_ramp_clip(), flip=False)  # (3, T, S, S)
+        assert v2.shape == (3, 6, 32, 32)
+        assert all(torch.equal(v2[:, 0], v2[:, t]) for t in range(1, 6)), seed  # equal frames stay equal
+
+
+def _mirrored(view: torch.Tensor) -> bool:
+    """Is the ramp (bright on the right) mirrored? view (3, T, S, S)."""
+    row = view[0, 0].mean(dim=0)
+    return bool(row[:4].mean() > row[-4:].mean())
+
+
+def test_flip_shared_by_views_and_off_for_direction_labels():
+    cfg = _cfg(
+        "data.crop_scale=[1.0,1.0]", "aug.randaugment=''", "aug.color_jitter=0", "aug.random_erasing=0"
+    )
+    tf = PretrainTransforms(cfg.data, cfg.aug, 32)
+    seen = set()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        flip = tf.flip()
+        a, b = _mirrored(tf.view1(_ramp_clip(), flip)), _mirrored(tf.view2(_ramp_clip(), flip))
+        assert a == b == flip
+        seen.add(flip)
+    assert seen == {True, False}
+    off = _cfg("data.flip=false")
+    tf = PretrainTransforms(off.data, off.aug, 32)
+    assert not any(tf.flip() for _ in range(50))
+    ev = EvalTransforms(off.data, 32)
+    assert not any(_mirrored(ev.train(_ramp_clip())) for _ in range(20))
+
+
+def test_test_crops_left_centre_right_and_normalisation():
+    cfg = _cfg()
+    crops = EvalTransforms(cfg.data, 32).test(_ramp_clip(H=32, W=64), num_crops=3)  # (3, 3, T, 32, 32)
+    assert crops.shape == (3, 3, 6, 32, 32)
+    means = [float(c[0].mean()) for c in crops]
+    assert means[0] < means[1] < means[2]  # the ramp brightens to the right
+    centre = EvalTransforms(cfg.data, 32).test(_ramp_clip(H=32, W=64), num_crops=1)[0]
+    assert torch.equal(centre, crops[1])
+    white = torch.full((1, 3, 32, 32), 255, dtype=torch.uint8)
+    out = EvalTransforms(cfg.data, 32).test(white, 1)[0, :, 0]  # (3, 32, 32)
+    expected = (1 - torch.tensor(cfg.data.mean)) / torch.tensor(cfg.data.std)
+    assert torch.allclose(out.mean(dim=(1, 2)), expected, atol=1e-5)
+
+
+def test_mix_video2_mixup_and_cutmix():
+    v = torch.stack([torch.full((3, 4, 16, 16), float(i)) for i in range(4)])  # sample i is all i
+    same, lam = mix_video2(v, 0.0, 0.0)
+    assert same is v and lam == 1.0
+    torch.manual_seed(0)
+    mixed, lam = mix_video2(v, 0.8, 0.0)
+    assert 0 <= lam <= 1
+    assert torch.allclose(mixed[1], lam * v[1] + (1 - lam) * v[0])  # mixed with the previous sample
+    torch.manual_seed(1)
+    cut, lam = mix_video2(v, 0.0, 1.0)
+    own = (cut[2] == 2).float().mean().item()
+    assert abs(own - lam) < 1e-6  # lam is the share of the sample's own pixels
+    assert torch.equal(cut[2, :, 0], cut[2, :, 3])  # the same box on every frame
+    assert set(cut[2].unique().tolist()) <= {1.0, 2.0}
+
+
+def test_randaugment_spec():
+    assert parse_randaugment("rand-m9-n2-mstd0.5") == (9, 2, 0.5)
+    assert parse_randaugment("rand-m5-n1") == (5, 1, 0.0)
+    with pytest.raises(ValueError, match="rand-m9"):
+        parse_randaugment("autoaug")
+
+
+def test_torchcodec_backend_reads_the_same_frames(tmp_path):
+    pytest.importorskip("torchcodec")
+    from test_data_decode import decoded_indices, write_index_video
+
+    from crossvideomae.data.decode import open_video
+
+    path = str(write_index_video(tmp_path / "v.mp4", 20))
+    with open_video(path, backend="torchcodec") as reader:
+        assert reader.info.num_frames == 20
+        assert decoded_indices(reader.frames([3, 17, 8])) == [3, 17, 8]
