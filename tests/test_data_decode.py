@@ -110,7 +110,9 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "truncated": (tmp_path / "truncated.mp4", ""),
         "audio_only": (tmp_path / "audio.mp4", "no video stream"),
         "missing": (tmp_path / "nope.mp4", "file not found"),
+        "unsupported": (tmp_path / "unsupported.mp4", "unsupported codec"),
     }
+    files["unsupported"][0].write_bytes(data.replace(b"avc1", b"zzzz"))  # a codec tag no decoder claims
     files["zero"][0].write_bytes(b"")
     files["garbage"][0].write_bytes(bytes(range(256)) * 64)
     files["truncated"][0].write_bytes(data[: len(data) // 2])

@@ -109,6 +109,9 @@ class PyAVReader:
             self.close()
             raise DecodeError(path, "no video stream")
         self.stream = self.container.streams.video[0]
+        if self.stream.codec_context is None:  # FFmpeg has no decoder for this codec
+            self.close()
+            raise DecodeError(path, "unsupported codec: FFmpeg has no decoder for it")
         self.stream.thread_type = "AUTO"
         self.stream.thread_count = threads
         try:
