@@ -7,6 +7,7 @@ source scripts/_venv.sh .venv
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}"
 run=runs/demo
 crossvideomae synth --config tiny --output-dir data/synth
+rm -rf "$run"  # each demo starts afresh: a run folder with checkpoints refuses a new run without --resume
 crossvideomae pretrain --config tiny --output-dir "$run" "$@"
 crossvideomae readout --config tiny --output-dir "$run/readout" eval.checkpoint="$run/checkpoint-last.pth"
 crossvideomae visualize --config tiny --output-dir "$run/pictures" --checkpoint "$run/checkpoint-last.pth" \

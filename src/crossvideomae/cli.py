@@ -9,13 +9,14 @@ command runs and ``DIR/results.json`` after.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, load_config, save_config
+from .config import Config, ConfigError, load_config, save_config
 from .engine.checkpoint import atomic_write
 
 # command -> (module in crossvideomae.tasks, one-line help)
@@ -66,6 +67,19 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, default=str).encode()))
 
 
+def _write_config(cfg: Config, out_dir: Path) -> None:
+    """``DIR/config.yaml`` is the config of the latest invocation (a resumed run may raise ``train.epochs``); a
+    replaced one with other content is kept as ``DIR/config-N.yaml``. Each checkpoint also holds its config."""
+    path = out_dir / "config.yaml"
+    old = path.read_text() if path.is_file() else None
+    save_config(cfg, path)
+    if old is not None and old != path.read_text():
+        n = 1
+        while (out_dir / f"config-{n}.yaml").exists():
+            n += 1
+        (out_dir / f"config-{n}.yaml").write_text(old)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run one command; returns its results dict (also written to ``DIR/results.json``)."""
     args = _parser().parse_args(argv)
@@ -78,12 +92,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ConfigError as err:
         raise SystemExit(f"crossvideomae {args.command}: {err}") from None
     out_dir = Path(args.output_dir or f"runs/{args.command}")
+    if not args.resume and next(out_dir.glob("checkpoint-*.pth"), None) is not None:
+        raise SystemExit(
+            f"crossvideomae {args.command}: {out_dir} holds the checkpoints of an earlier run; add --resume to "
+            "continue it or choose another --output-dir (nothing was written)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     task = _task(COMMANDS[args.command][0])
     from .engine.distributed import is_main_process
 
     if is_main_process():
-        save_config(cfg, out_dir / "config.yaml")
+        _write_config(cfg, out_dir)
     results = task.run(cfg, out_dir, args)
     if is_main_process():
         write_json(out_dir / "results.json", results)
@@ -91,4 +110,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def entry() -> None:
-    main(sys.argv[1:])
+    """The console script. Errors of the user's inputs or of the run itself become a short message and exit
+    status 1 instead of a traceback; ``main`` raises them (for tests and for use from Python)."""
+    from .data import DecodeError, ListError, TooManyBadVideos
+    from .engine.checkpoint import CheckpointError
+    from .engine.train import NonFiniteLossError
+
+    known = (ConfigError, ListError, CheckpointError, TooManyBadVideos, NonFiniteLossError, DecodeError)
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    try:
+        main(sys.argv[1:])
+    except known as err:
+        sys.exit(f"crossvideomae {command}: {err}")
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        sys.exit(
+            f"crossvideomae {command}: {err}. Files are written atomically: those written before are intact. "
+            "Free some space, then run the command again (with --resume to continue a training run)."
+        )

@@ -9,6 +9,8 @@ cross-field rules are checked by :meth:`Config.validate`.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -217,20 +219,35 @@ class Config:
         return self
 
 
+# timm's RandAugment spec: rand, then -m9 (magnitude) -n2 (ops) -mstd0.5 -mmax10 -inc1 -p0.5 -t<choices>
+_RANDAUG = re.compile(r"rand(-(mstd|mmax|inc|m|n|p)\d+(\.\d+)?|-t\w+)*")
+
+
 def _rules(c: Config):
+    # Types, tuple lengths and unknown keys are checked by OmegaConf when the config is built; str fields that
+    # name files (lists, checkpoints, folders) are checked where they are opened, naming the key or the file.
+    # Rules run in order and stop at the first failure, so a rule may rely on the ones above it.
+    for section in dataclasses.fields(c):  # nan and inf pass most range checks below
+        for f in dataclasses.fields(getattr(c, section.name)):
+            v = getattr(getattr(c, section.name), f.name)
+            if isinstance(v, (float, tuple)):
+                finite = all(math.isfinite(x) for x in (v if isinstance(v, tuple) else (v,)))
+                yield f"{section.name}.{f.name}", finite, "must be finite"
     m = c.model
     yield "model.size", m.size in VIT_SIZES, f"must be one of {sorted(VIT_SIZES)}"
-    yield "model.img_size", m.img_size > 0 and m.img_size % m.patch_size == 0, "must be a positive multiple of model.patch_size"
-    yield "model.num_frames", m.num_frames > 0 and m.num_frames % m.tubelet_size == 0, "must be a positive multiple of model.tubelet_size"
     yield "model.patch_size", m.patch_size > 0, "must be positive"
     yield "model.tubelet_size", m.tubelet_size > 0, "must be positive"
+    yield "model.img_size", m.img_size > 0 and m.img_size % m.patch_size == 0, "must be a positive multiple of model.patch_size"
+    yield "model.num_frames", m.num_frames > 0 and m.num_frames % m.tubelet_size == 0, "must be a positive multiple of model.tubelet_size"
+    yield "model.decoder_heads", m.decoder_heads >= 1, "must be >= 1"
+    yield "model.mlp_ratio", m.mlp_ratio > 0, "must be positive"
     yield "model.pos_embed", m.pos_embed in ("sincos", "separable"), "must be 'sincos' or 'separable'"
     yield "model.embed_dim", m.embed_dim > 0 and m.embed_dim % m.decoder_heads == 0, "must be a positive multiple of model.decoder_heads"
     yield "model.decoder_depth", m.decoder_depth >= 1, "must be at least 1"
     yield "model.drop_path", 0.0 <= m.drop_path < 1.0, "must be in [0, 1)"
     yield "model.width", m.width >= 0 and (m.width == 0 or m.width % max(m.heads or VIT_SIZES.get(m.size, (0, 0, 1))[2], 1) == 0), "must be 0 or a multiple of the head count"
     yield "model.depth", m.depth >= 0, "must be >= 0"
-    yield "model.heads", m.heads >= 0, "must be >= 0"
+    yield "model.heads", m.heads >= 0 and vit_dims(m)[0] % (m.heads or 1) == 0, "must be 0 or divide the encoder width"
     k = c.mask
     yield "mask.video_ratio", 0.0 <= k.video_ratio < 1.0, "must be in [0, 1)"
     yield "mask.image_ratio", 0.0 <= k.image_ratio < 1.0, "must be in [0, 1)"
@@ -260,6 +277,7 @@ def _rules(c: Config):
     a = c.aug
     for name in ("color_jitter", "random_erasing", "temporal_downsample"):
         yield f"aug.{name}", 0.0 <= getattr(a, name) <= 1.0, "must be in [0, 1]"
+    yield "aug.randaugment", not a.randaugment or bool(_RANDAUG.fullmatch(a.randaugment)), "must be '' or like rand-m9-n2"
     yield "aug.mixup", a.mixup >= 0, "must be >= 0"
     yield "aug.cutmix", a.cutmix >= 0, "must be >= 0"
     o = c.optim
@@ -282,6 +300,7 @@ def _rules(c: Config):
     yield "train.keep_checkpoints", tr.keep_checkpoints >= 1, "must be >= 1"
     yield "train.viz_every", tr.viz_every >= 0, "must be >= 0"
     yield "train.max_bad_steps", tr.max_bad_steps >= 1, "must be >= 1"
+    yield "train.seed", tr.seed >= 0, "must be >= 0"
     e = c.eval
     yield "eval.label", e.label in ("label", "kind"), "must be label or kind"
     yield "eval.epochs", e.epochs >= 1, "must be >= 1"
@@ -304,6 +323,7 @@ def _rules(c: Config):
     yield "eval.mixup", e.mixup >= 0, "must be >= 0"
     yield "eval.cutmix", e.cutmix >= 0, "must be >= 0"
     yield "eval.random_erasing", 0 <= e.random_erasing <= 1, "must be in [0, 1]"
+    yield "eval.randaugment", not e.randaugment or bool(_RANDAUG.fullmatch(e.randaugment)), "must be '' or like rand-m9-n2"
     yield "eval.dropout", 0 <= e.dropout < 1, "must be in [0, 1)"
     yield "eval.num_classes", e.num_classes >= 0, "must be >= 0"
     s = c.synth
@@ -312,6 +332,8 @@ def _rules(c: Config):
     yield "synth.num_frames", s.num_frames >= 2, "must be >= 2"
     yield "synth.size", s.size >= 16 and s.size % 2 == 0, "must be an even number >= 16 (H.264 needs even sizes)"
     yield "synth.num_objects", s.num_objects >= 1, "must be >= 1"
+    yield "synth.fps", s.fps >= 1, "must be >= 1"
+    yield "synth.seed", s.seed >= 0, "must be >= 0"
     yield "synth.backgrounds", s.backgrounds >= 0, "must be >= 0"
     yield "adapt.updates_per_batch", c.adapt.updates_per_batch >= 1, "must be >= 1"
     yield "adapt.num_batches", c.adapt.num_batches >= 0, "must be >= 0"
@@ -376,6 +398,7 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
 
 def load_config(config: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults <- YAML (preset name or path) <- ``key=value`` overrides, type-checked and validated."""
+    item = None
     try:
         node = OmegaConf.structured(Config)
         if config:
@@ -383,10 +406,12 @@ def load_config(config: str | None = None, overrides: list[str] | tuple[str, ...
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not of the form key=value")
-        node = OmegaConf.merge(node, OmegaConf.from_dotlist(list(overrides)))
+        for item in overrides:  # one at a time: some errors (a tuple of the wrong length) carry no key
+            node = OmegaConf.merge(node, OmegaConf.from_dotlist([item]))
+        item = None
         cfg = OmegaConf.to_object(node)
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None)
+        key = getattr(err, "full_key", None) or (item.split("=", 1)[0] if item else None)
         msg = str(err).splitlines()[0]
         raise ConfigError(f"config key '{key}': {msg}" if key else msg) from None
     assert isinstance(cfg, Config)

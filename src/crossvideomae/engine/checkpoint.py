@@ -115,6 +115,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # on garbage the weights-only unpickler also raises KeyError, IndexError...
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__} while unpickling)") from None
 
 
 _EPOCH = re.compile(r"checkpoint-(\d+)\.pth$")
@@ -455,8 +457,15 @@ def load_pretrained(
         what = {"video": "a video encoder", "image": "an image encoder", "model": "a CrossVideoMAE model"}[
             kind
         ]
+        shapes = (
+            f"; {len(report.mismatched)} tensors of another shape, e.g. {report.mismatched[0]}: a model of another "
+            "size (the file's own model config builds one that fits)"
+            if report.mismatched
+            else ""
+        )
         raise CheckpointError(
             f"{src.path}: nothing in it fits {what} ({FORMATS[src.format]}, holding {', '.join(parts) or 'no known tensors'})"
+            + shapes
         )
     mismatched = {m.split(":")[0] for m in report.mismatched}
     report.missing = [k for k in own if k not in matched and k not in mismatched]

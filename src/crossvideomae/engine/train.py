@@ -30,7 +30,14 @@ from tqdm import tqdm
 
 from ..config import Config, to_dict
 from . import distributed as D
-from .checkpoint import epoch_checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    atomic_write,
+    epoch_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .optim import build_adamw, lr_at, param_groups, scaled_lr, set_lr
 
 LossFn = Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]
@@ -154,19 +161,37 @@ class _StopFlag:
 
 
 class MetricsLog:
-    """metrics.jsonl (rank 0) + TensorBoard scalars when TensorBoard is installed."""
+    """metrics.jsonl (rank 0) + TensorBoard scalars when TensorBoard is installed.
 
-    def __init__(self, out_dir: Path, enabled: bool):
+    A run starting at ``start_step`` (the checkpoint's step on resume, else 0) first drops the records of
+    later steps: the interrupted run logged them and they are about to be redone, so the log keeps one line
+    per step. TensorBoard hides them too (``purge_step``).
+    """
+
+    def __init__(self, out_dir: Path, enabled: bool, start_step: int = 0):
         self.enabled = enabled
         self.path = out_dir / "metrics.jsonl"
         self.writer = None
         if enabled:
+            self._keep_until(start_step)
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(out_dir / "tb"))
+                self.writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1)
             except ImportError:
                 print("TensorBoard is not installed: scalars go to metrics.jsonl only")
+
+    def _keep_until(self, step: int) -> None:
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line + "\n")
+            except (ValueError, KeyError, TypeError):  # a torn last line of a killed run
+                continue
+        atomic_write(self.path, lambda f: f.write("".join(kept).encode()))
 
     def write(self, record: dict[str, float]) -> None:
         if not self.enabled:
@@ -268,7 +293,13 @@ def fit(
             print(f"--resume: no checkpoint in {out_dir}, starting from scratch")
         else:
             ckpt = load_checkpoint(path)
-            D.load_full_state(raw_model, optimizer, ckpt["model"], ckpt["optimizer"])
+            try:
+                D.load_full_state(raw_model, optimizer, ckpt["model"], ckpt["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise CheckpointError(
+                    f"{path}: does not fit the model and optimiser of this config "
+                    f"({' '.join(str(err).split())[:300]}); resume with the run's config (its config.yaml)"
+                ) from None
             state = RunState(ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["bad_steps"], 0, ckpt["history"])
             if D.world_size() == int(ckpt.get("world_size", 1)):  # other world sizes: fresh streams
                 set_rng_state(ckpt["rng"])
@@ -279,7 +310,10 @@ def fit(
             if main:
                 print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
 
-    log = MetricsLog(out_dir, main)
+    if main:  # temporary files of checkpoint writes that a kill -9 interrupted
+        for tmp in out_dir.glob(".checkpoint-*.pth.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    log = MetricsLog(out_dir, main, start_step=state.step)
     stop = _StopFlag()
     t0 = time.time()
     last_terms: dict[str, float] = {}
@@ -308,6 +342,9 @@ def fit(
                 pin_memory=device.type == "cuda",
                 drop_last=True,
                 persistent_workers=False,
+                # its own stream for the workers' base seed: drawing it from the global one would make a
+                # mid-epoch resume (a new loader) draw other masks than the uninterrupted run
+                generator=torch.Generator().manual_seed(tc.seed + epoch),
             )
             sums: dict[str, torch.Tensor] = {}
             n_sums = 0
@@ -316,6 +353,9 @@ def fit(
             micro = 0
             for batch in loader:
                 if state.batch_in_epoch >= batches_per_epoch:
+                    break
+                if D.any_rank(stop.signal is not None):  # before a step: one in the last step lets the epoch end first
+                    stopped_by = signal.Signals(stop.signal).name if stop.signal else "a signal to another rank"
                     break
                 if bad_videos is not None:
                     bad_videos.update(batch.get("skipped", []))
@@ -363,9 +403,6 @@ def fit(
                         bar.set_postfix(loss=f"{last_terms['total']:.4f}", lr=f"{record['lr']:.2e}")
                 state.batch_in_epoch += 1
                 bar.update(1)
-                if stop.signal is not None:
-                    stopped_by = signal.Signals(stop.signal).name
-                    break
             bar.close()
             if stopped_by is not None:
                 save("checkpoint-last.pth")

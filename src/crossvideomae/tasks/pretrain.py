@@ -48,6 +48,7 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
     """Shared by ``pretrain`` and ``adapt`` (which takes ``repeat_batch`` updates per batch)."""
     from ..data import BadVideoLog, build_pretrain_dataset, mix_video2, pretrain_collate
 
+    torch.manual_seed(cfg.train.seed)  # initial weights from train.seed, not from whatever ran before
     model, criterion = build_pretraining(cfg)
     dataset = build_pretrain_dataset(cfg, split="train")
     def loss_fn(m: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

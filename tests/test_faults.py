@@ -1,0 +1,247 @@
+"""Faults during training: kill -9, SIGTERM, non-finite steps, a full disk while checkpointing.
+
+Every run is the same tiny pretraining (3 epochs of 4 steps on 32 generated videos), so one uninterrupted run
+is the reference that an interrupted-and-resumed run must match bit for bit: weights and every metrics line.
+kill -9 and SIGTERM hit a real ``python -m crossvideomae`` process; the other faults are injected in-process.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import crossvideomae.data
+from crossvideomae.cli import entry, main
+from crossvideomae.engine.checkpoint import latest_checkpoint, load_checkpoint
+from crossvideomae.engine.train import NonFiniteLossError
+
+TINY = [
+    "model.depth=2",
+    "model.img_size=32",
+    "model.num_frames=4",
+    "model.patch_size=8",
+    "model.embed_dim=48",
+    "model.decoder_depth=1",
+    "model.decoder_heads=3",
+    "data.short_side=32",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "optim.base_lr=2e-3",
+    "train.log_every=1",
+    "train.epochs=3",
+    "train.keep_checkpoints=5",
+]
+STEPS = 12  # 3 epochs x 32 videos / 8
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    main(["synth", "--config", "tiny", "-o", str(out), "synth.num_train=32", "synth.num_val=8",
+          "synth.num_frames=12", "synth.size=32"])  # fmt: skip
+    return out
+
+
+def _args(synth, out, *extra):
+    data = [f"data.train_list={synth / 'train.txt'}", f"data.val_list={synth / 'val.txt'}"]
+    return ["pretrain", "--config", "tiny", "-o", str(out), *TINY, *data, *extra]
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(run):
+    return load_checkpoint(run / "checkpoint-last.pth")["model"]
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def reference(synth, tmp_path_factory):
+    """The uninterrupted run."""
+    out = tmp_path_factory.mktemp("reference")
+    res = main(_args(synth, out))
+    assert res["steps"] == STEPS and res["bad_steps"] == 0
+    return out
+
+
+def _launch(synth, out):
+    """``python -m crossvideomae pretrain`` as its own process, its output in ``out``.log."""
+    log = open(f"{out}.log", "w")
+    cmd = [sys.executable, "-m", "crossvideomae", *_args(synth, out)]
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True), log
+
+
+def _wait_for_step(proc, run, k, timeout=240):
+    """Until metrics.jsonl holds a complete line of step >= k."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before step {k}"
+        path = run / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        if any(line.endswith("}") and json.loads(line)["step"] >= k for line in lines):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"no step {k} in {timeout} s")
+
+
+# ------------------------------------------------------------------------------------------ process killed
+def test_kill_9_at_a_random_step_then_resume_matches_the_uninterrupted_run(synth, reference, tmp_path):
+    run = tmp_path / "run"
+    k = random.randint(2, STEPS - 2)
+    proc, log = _launch(synth, run)
+    _wait_for_step(proc, run, k)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, f"killed after step {k}"
+    log.close()
+    ckpt = latest_checkpoint(run)
+    done = load_checkpoint(ckpt)["step"] if ckpt else 0
+    assert done % 4 == 0 and done <= max(r["step"] for r in _metrics(run)), f"killed after step {k}"
+    (run / ".checkpoint-last.pth.x1y2.tmp").write_bytes(b"half a checkpoint")  # a write the kill cut short
+
+    res = main(_args(synth, run, "--resume"))
+    assert res["steps"] == STEPS and res["epochs"] == 3, f"killed after step {k}"
+    _assert_same_weights(_weights(run), _weights(reference))
+    # one line per step: the lines of redone steps were dropped on resume, the rest are exact
+    assert _metrics(run) == _metrics(reference), f"killed after step {k}, resumed from step {done}"
+    assert json.loads((run / "results.json").read_text())["history"] == res["history"]
+    assert res["history"] == json.loads((reference / "results.json").read_text())["history"]
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------------------------------ preemption
+def test_sigterm_saves_at_the_next_step_and_exits_cleanly_then_resume_is_exact(synth, reference, tmp_path):
+    run = tmp_path / "run"
+    k = random.randint(2, STEPS - 2)
+    proc, log = _launch(synth, run)
+    _wait_for_step(proc, run, k)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, f"SIGTERM after step {k}"
+    log.close()
+    out = (run.parent / "run.log").read_text()
+    ckpt = load_checkpoint(run / "checkpoint-last.pth")
+    stopped = ckpt["step"]
+    assert f"SIGTERM: checkpoint saved at step {stopped}; continue with --resume" in out
+    assert k <= stopped < STEPS
+    results = json.loads((run / "results.json").read_text())
+    assert results["stopped_by"] == "SIGTERM" and results["steps"] == stopped
+    assert not (run / "video_encoder.safetensors").exists()  # the end-of-run export waits for the real end
+
+    res = main(_args(synth, run, "--resume"))
+    assert res["steps"] == STEPS and res["stopped_by"] is None
+    _assert_same_weights(_weights(run), _weights(reference))
+    assert _metrics(run) == _metrics(reference), f"SIGTERM after step {k}, checkpoint at step {stopped}"
+    if stopped % 4 == 0:  # the epoch means too (after a stop inside an epoch: see docs/RELIABILITY.md)
+        assert res["history"] == json.loads((reference / "results.json").read_text())["history"]
+
+
+# ------------------------------------------------------------------------------------------ non-finite steps
+def _poison(monkeypatch, batches):
+    """Put a NaN into the clips of the given (1-based) batches."""
+    collate = crossvideomae.data.pretrain_collate
+    calls = {"n": 0}
+
+    def poisoned(items):
+        batch = collate(items)
+        calls["n"] += 1
+        if calls["n"] in batches:
+            batch["video1"][0, 0, 0, 0, 0] = float("nan")
+        return batch
+
+    monkeypatch.setattr(crossvideomae.data, "pretrain_collate", poisoned)
+
+
+def test_one_nan_batch_is_skipped_and_counted(synth, tmp_path, monkeypatch):
+    _poison(monkeypatch, {2})
+    res = main(_args(synth, tmp_path, "train.epochs=1"))
+    assert res["steps"] == 4 and res["bad_steps"] == 1
+    assert json.loads((tmp_path / "results.json").read_text())["bad_steps"] == 1
+    rows = _metrics(tmp_path)
+    assert [r["bad_steps"] for r in rows] == [0, 1, 1, 1]
+    assert rows[1]["total"] != rows[1]["total"]  # NaN logged for the skipped step
+    assert all(r["total"] == r["total"] for r in rows[2:])  # the run carries on, finite
+    weights = _weights(tmp_path)
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    assert res["final_terms"]["total"] == res["final_terms"]["total"]  # epoch mean over the good steps only
+
+
+def test_consecutive_bad_steps_save_report_and_stop(synth, tmp_path, monkeypatch):
+    _poison(monkeypatch, set(range(1, 100)))
+    run = _args(synth, tmp_path, "train.max_bad_steps=2")
+    with pytest.raises(
+        NonFiniteLossError, match=r"2 consecutive non-finite steps, the last at step 2 .*'total': nan"
+    ):
+        main(run)
+    ckpt = load_checkpoint(tmp_path / "checkpoint-last.pth")
+    assert ckpt["step"] == 2 and ckpt["bad_steps"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    # as a program: a message naming the step and the terms, exit status 1, no traceback
+    monkeypatch.setattr(sys, "argv", ["crossvideomae", *run, "--resume"])
+    with pytest.raises(SystemExit) as info:
+        entry()
+    assert info.value.code != 0 and "consecutive non-finite steps, the last at step 4" in str(info.value.code)
+    assert "checkpoint saved to" in str(info.value.code)
+
+
+# ------------------------------------------------------------------------------------------ disk full
+def _no_space(*_):
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["write", "rename"])
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(
+    synth, reference, tmp_path, monkeypatch, where
+):
+    """The epoch-2 checkpoint fails half-written (torch.save) or at the rename; epoch 1's stays loadable."""
+    save, replace = torch.save, os.replace
+
+    def half_then_full(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("epoch") == 2:  # checkpoint-2.pth comes first
+            f.write(b"PK\x03\x04" + b"\0" * 4096)
+            raise _no_space()
+        return save(obj, f, *args, **kwargs)
+
+    def rename_fails(src, dst):
+        if str(dst).endswith("checkpoint-2.pth"):
+            raise _no_space()
+        return replace(src, dst)
+
+    if where == "write":
+        monkeypatch.setattr(torch, "save", half_then_full)
+    else:
+        monkeypatch.setattr(os, "replace", rename_fails)
+    run = _args(synth, tmp_path)
+    if where == "write":
+        with pytest.raises(OSError) as info:
+            main(run)
+        assert info.value.errno == errno.ENOSPC
+    else:  # as a program: a short message, exit status 1
+        monkeypatch.setattr(sys, "argv", ["crossvideomae", *run])
+        with pytest.raises(SystemExit) as info:
+            entry()
+        assert "No space left on device" in str(info.value.code) and "--resume" in str(info.value.code)
+    monkeypatch.undo()
+
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["checkpoint-1.pth", "checkpoint-last.pth"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary file left behind
+    assert load_checkpoint(tmp_path / "checkpoint-last.pth")["step"] == 4
+    assert latest_checkpoint(tmp_path).name == "checkpoint-last.pth"
+    if where == "write":  # space freed: the run continues to the same end as the uninterrupted one
+        res = main([*run, "--resume"])
+        assert res["steps"] == STEPS
+        _assert_same_weights(_weights(tmp_path), _weights(reference))
+        assert _metrics(tmp_path) == _metrics(reference)

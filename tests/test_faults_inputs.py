@@ -1,0 +1,293 @@
+"""Bad inputs: list files, video files, checkpoints, config keys and values, run folders.
+
+Each gives a clear error naming the file / line / key, or a documented skip, and none of them touches the
+outputs of an earlier run in the same folder. Training runs here are one or two steps of the tiny model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from crossvideomae.cli import entry, main
+from crossvideomae.config import Config, ConfigError, _rules, load_config
+from crossvideomae.data import ListError, TooManyBadVideos
+from crossvideomae.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
+from crossvideomae.models import build_model
+from crossvideomae.tasks.pretrain import build_pretraining
+
+MODEL = [
+    "model.depth=2",
+    "model.img_size=32",
+    "model.num_frames=4",
+    "model.patch_size=8",
+    "model.embed_dim=48",
+    "model.decoder_depth=1",
+    "model.decoder_heads=3",
+    "data.short_side=32",
+]
+RUN = [*MODEL, "data.batch_size=8", "data.num_workers=0", "train.log_every=1", "train.epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    main(["synth", "--config", "tiny", "-o", str(out), "synth.num_train=16", "synth.num_val=1",
+          "synth.num_frames=12", "synth.size=32"])  # fmt: skip
+    return out
+
+
+def _pretrain(out, train_list, *extra):
+    return ["pretrain", "--config", "tiny", "-o", str(out), *RUN, f"data.train_list={train_list}", *extra]
+
+
+def _snapshot(folder):
+    """Name -> sha256 of every file in a run folder."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(synth, tmp_path_factory):
+    """A finished one-step run: the earlier outputs that later failing commands must leave alone."""
+    out = tmp_path_factory.mktemp("finished")
+    main(_pretrain(out, synth / "train.txt", "train.steps_per_epoch=1"))
+    assert {"checkpoint-1.pth", "checkpoint-last.pth", "config.yaml", "results.json"} <= set(_snapshot(out))
+    return out
+
+
+def _exit_message(monkeypatch, argv) -> str:
+    """Run the console script; its SystemExit message (it must not exit 0)."""
+    monkeypatch.setattr(sys, "argv", ["crossvideomae", *argv])
+    with pytest.raises(SystemExit) as info:
+        entry()
+    assert isinstance(info.value.code, str), info.value.code  # a message, which Python prints with status 1
+    return info.value.code
+
+
+# ------------------------------------------------------------------------------------------------ list files
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("", r"list\.txt: no videos listed"),
+        ("# only a comment\n\n", r"list\.txt: no videos listed"),
+        ("{good} 0\n{good} walking\n", r"list\.txt:2: expected 'path label', got '.* walking'"),
+        ("{good} 0\n{good} 1.5\n", r"list\.txt:2: expected 'path label'"),
+        ("{good}\n", r"list\.txt:1: expected 'path label'"),
+        ("{good} 0\n\n{missing} 1\n", r"list\.txt:3: video file not found: .*missing\.mp4"),
+    ],
+    ids=["empty", "comments-only", "label-not-a-number", "label-float", "no-label", "missing-video"],
+)
+def test_bad_list_file_names_file_and_line(synth, tmp_path, monkeypatch, content, match):
+    lst = tmp_path / "list.txt"
+    good = synth / "train" / "move_right" / "00000.mp4"
+    lst.write_text(content.format(good=good, missing=tmp_path / "missing.mp4"))
+    with pytest.raises(ListError, match=match):
+        main(_pretrain(tmp_path / "run", lst))
+    assert not list((tmp_path / "run").glob("checkpoint-*"))
+    message = _exit_message(monkeypatch, _pretrain(tmp_path / "run2", lst))
+    assert message.startswith(f"crossvideomae pretrain: {lst}") and "\n" not in message
+
+
+def test_missing_list_file(tmp_path):
+    with pytest.raises(ListError, match=r"list file not found: .*nowhere\.txt"):
+        main(_pretrain(tmp_path / "run", tmp_path / "nowhere.txt"))
+
+
+# ------------------------------------------------------------------------------------------------ video files
+def _list_with_bad_files(synth, folder):
+    """13 good videos, a zero-byte file, a truncated mp4 and a text file named .mp4: 16 = two batches of 8."""
+    good = [line for line in (synth / "train.txt").read_text().splitlines()][:13]
+    data = (synth / "train" / "move_right" / "00000.mp4").read_bytes()
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (folder / "notes.mp4").write_text("this is not a video\n")
+    lst = folder / "list.txt"
+    lst.write_text(
+        "\n".join(f"{synth}/{line}" for line in good) + "\nempty.mp4 0\ntruncated.mp4 1\nnotes.mp4 2\n"
+    )
+    return lst
+
+
+def test_unreadable_videos_are_skipped_listed_and_limited(synth, tmp_path, monkeypatch):
+    lst = _list_with_bad_files(synth, tmp_path)
+    res = main(_pretrain(tmp_path / "run", lst, "data.max_bad_fraction=0.2"))
+    assert res["steps"] == 2 and res["bad_steps"] == 0  # every item was replaced by a good video
+    skipped = json.loads((tmp_path / "run" / "results.json").read_text())["skipped_files"]
+    assert sorted(s.split(": ")[0] for s in skipped) == [
+        str(tmp_path / n) for n in ("empty.mp4", "notes.mp4", "truncated.mp4")
+    ]
+    assert all(len(s.split(": ", 1)[1]) > 0 for s in skipped)  # each with its reason
+
+    with pytest.raises(TooManyBadVideos, match="data.max_bad_fraction=0.1"):
+        main(_pretrain(tmp_path / "strict", lst, "data.max_bad_fraction=0.1"))
+    message = _exit_message(monkeypatch, _pretrain(tmp_path / "strict2", lst, "data.max_bad_fraction=0.1"))
+    assert "videos failed to decode" in message and str(tmp_path / "empty.mp4") in message
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def _encoder_export(tmp_path, *overrides):
+    cfg = load_config("tiny", [*MODEL, *overrides])
+    return save_weights(build_model(cfg).video_encoder, tmp_path / "encoder.safetensors", cfg.model)
+
+
+def test_init_from_an_encoder_of_another_width_is_an_error(synth, tmp_path, monkeypatch):
+    path = _encoder_export(tmp_path, "model.width=96")
+    with pytest.raises(
+        CheckpointError, match=r"encoder\.safetensors: nothing in it fits a video encoder.*another shape"
+    ):
+        main(_pretrain(tmp_path / "run", synth / "train.txt", f"init.video={path}"))
+    assert "nothing in it fits" in _exit_message(
+        monkeypatch, _pretrain(tmp_path / "run2", synth / "train.txt", f"init.video={path}")
+    )
+
+
+def test_init_from_a_deeper_encoder_loads_what_fits_and_reports_the_rest(tmp_path, capsys):
+    path = _encoder_export(tmp_path, "model.depth=3")
+    model, _ = build_pretraining(load_config("tiny", [*MODEL, f"init.video={path}"]))
+    report = capsys.readouterr().out
+    assert (
+        "loaded video weights" in report and "unexpected (12): blocks.* (x12)" in report
+    )  # block 2 has no place
+    saved = load_checkpoint(path)
+    own = model.video_encoder.state_dict()
+    assert all(torch.equal(own[k], saved[k]) for k in own if k in saved) and "blocks.1.attn.qkv.weight" in own
+
+
+def test_init_from_a_damaged_or_missing_file_names_it(tmp_path):
+    save_checkpoint(tmp_path / "whole.pth", {"model": {"w": torch.randn(1000)}})
+    data = (tmp_path / "whole.pth").read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.pth").write_text("hello world\n")
+    for name, match in (
+        ("truncated.pth", r"truncated\.pth: not a readable checkpoint"),
+        ("text.pth", r"text\.pth: not a readable checkpoint"),
+        ("absent.pth", r"not found: .*absent\.pth"),
+    ):
+        with pytest.raises(CheckpointError, match=match):
+            build_pretraining(load_config("tiny", [*MODEL, f"init.video={tmp_path / name}"]))
+
+
+def test_resume_with_another_architecture_names_the_checkpoint_and_keeps_the_run(
+    synth, finished, monkeypatch
+):
+    before = _snapshot(finished)
+    argv = _pretrain(
+        finished, synth / "train.txt", "train.steps_per_epoch=1", "train.epochs=2", "model.depth=3"
+    )
+    with pytest.raises(CheckpointError, match=r"checkpoint-last\.pth: does not fit the model .*config\.yaml"):
+        main([*argv, "--resume"])
+    after = _snapshot(finished)
+    # the resumed invocation's config replaced config.yaml; the run's own is kept beside it
+    assert after.pop("config-1.yaml") == before["config.yaml"]
+    assert {k: v for k, v in after.items() if k != "config.yaml"} == {
+        k: v for k, v in before.items() if k != "config.yaml"
+    }
+    (finished / "config.yaml").write_bytes((finished / "config-1.yaml").read_bytes())
+    (finished / "config-1.yaml").unlink()
+
+
+# ------------------------------------------------------------------------------------------------ run folders
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["model.sise=3"], r"config key 'model\.sise'"),
+        (["train.epochs=0"], r"config key 'train\.epochs': must be >= 1"),
+        (["mask.video_ratio=1.5"], r"config key 'mask\.video_ratio'"),
+        (["optim.lr=nan"], r"config key 'optim\.lr': must be finite"),
+        (["data.crop_scale=[0.5]"], r"config key 'data\.crop_scale'"),
+        (["data.batch_size=-1", "--resume"], r"config key 'data\.batch_size'"),
+        ([], r"holds the checkpoints of an earlier run; add --resume"),  # a fresh run into a used folder
+    ],
+    ids=[
+        "unknown-key",
+        "epochs-0",
+        "ratio-1.5",
+        "lr-nan",
+        "tuple-length",
+        "resume-negative-batch",
+        "no-resume",
+    ],
+)
+def test_refused_command_writes_nothing_into_an_earlier_run(synth, finished, extra, match):
+    before = _snapshot(finished)
+    with pytest.raises(SystemExit, match=match):
+        main(_pretrain(finished, synth / "train.txt", *extra))
+    assert _snapshot(finished) == before
+
+
+def test_failing_resume_keeps_checkpoints_results_and_the_previous_config(synth, finished, tmp_path):
+    before = _snapshot(finished)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ListError, match="no videos listed"):
+        main(_pretrain(finished, empty, "train.steps_per_epoch=1", "--resume"))
+    after = _snapshot(finished)
+    assert after.pop("config-1.yaml") == before["config.yaml"]  # kept under a numbered name
+    assert {k: v for k, v in after.items() if k != "config.yaml"} == {
+        k: v for k, v in before.items() if k != "config.yaml"
+    }
+    assert "empty.txt" in (finished / "config.yaml").read_text()  # config.yaml: the latest invocation
+    assert load_checkpoint(finished / "checkpoint-last.pth")["step"] == 1
+    (finished / "config.yaml").write_bytes((finished / "config-1.yaml").read_bytes())
+    (finished / "config-1.yaml").unlink()
+
+
+def test_user_errors_end_the_program_with_a_message_not_a_traceback(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossvideomae", *_pretrain(tmp_path / "run", empty)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert f"crossvideomae pretrain: {empty}: no videos listed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------ config rules
+# str fields that name files or folders: checked where they are opened (ListError / CheckpointError name them)
+PATHS = {
+    "data.train_list", "data.val_list", "data.root", "data.presampled", "data.image_source",
+    "init.video", "init.image", "init.model", "eval.checkpoint",
+}  # fmt: skip
+
+
+def test_every_config_field_has_a_rule():
+    """bool fields are fully checked by their type; every other field needs a rule in config._rules."""
+    ruled = {key for key, _, _ in _rules(Config())}
+    unruled = []
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default_factory()):
+            key = f"{section.name}.{f.name}"
+            if f.type not in ("bool", bool) and key not in PATHS and key not in ruled:
+                unruled.append(key)
+    assert not unruled, f"fields without a validation rule in config._rules: {unruled}"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model.patch_size=0",
+        "model.decoder_heads=0",
+        "model.heads=5",
+        "model.mlp_ratio=-1",
+        "train.seed=-1",
+        "aug.randaugment=rand-x9",
+        "data.std=[0.2,0.2,inf]",
+        "synth.fps=0",
+        "optim.betas=[0.9]",
+    ],
+)
+def test_out_of_range_values_name_the_key_and_never_crash(override):
+    with pytest.raises(ConfigError, match=rf"config key '{override.split('=')[0]}'"):
+        load_config("tiny", [override])
