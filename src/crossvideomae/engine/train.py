@@ -111,6 +111,8 @@ class RunState:
     bad_steps: int = 0  # non-finite steps skipped in total
     consecutive_bad: int = 0
     history: list[dict[str, float]] = field(default_factory=list)  # mean terms of each finished epoch
+    epoch_sums: dict[str, float] = field(default_factory=dict)  # terms summed over this epoch's good steps
+    epoch_good_steps: int = 0  # steps in those sums
 
 
 def rng_state() -> dict[str, Any]:
@@ -235,6 +237,8 @@ def checkpoint_state(cfg: Config, model: nn.Module, optimizer: torch.optim.Optim
         "batch_in_epoch": state.batch_in_epoch,
         "bad_steps": state.bad_steps,
         "history": state.history,
+        "epoch_sums": state.epoch_sums,
+        "epoch_good_steps": state.epoch_good_steps,
         "rng": rng_state(),
         "scaler": None,  # bf16 autocast needs no loss scaling
     }
@@ -301,6 +305,7 @@ def fit(
                     f"({' '.join(str(err).split())[:300]}); resume with the run's config (its config.yaml)"
                 ) from None
             state = RunState(ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["bad_steps"], 0, ckpt["history"])
+            state.epoch_sums, state.epoch_good_steps = ckpt.get("epoch_sums", {}), ckpt.get("epoch_good_steps", 0)
             if D.world_size() == int(ckpt.get("world_size", 1)):  # other world sizes: fresh streams
                 set_rng_state(ckpt["rng"])
             else:  # same place in the epoch's sample order, counted in this world's batches and steps
@@ -320,6 +325,9 @@ def fit(
     stopped_by: str | None = None
 
     def save(name: str) -> None:
+        # the epoch's running sums as the mean over ranks: a resume inside the epoch continues them on every
+        # rank, and the mean over ranks of (that + each rank's later sums) is the uninterrupted epoch mean
+        state.epoch_sums, state.epoch_good_steps = D.mean_over_ranks(sums), n_sums
         model_sd, optim_sd = D.full_state(raw_model, optimizer)  # gathered onto rank 0 under FSDP
         if main:
             ckpt = checkpoint_state(cfg, raw_model, optimizer, state)
@@ -346,8 +354,8 @@ def fit(
                 # mid-epoch resume (a new loader) draw other masks than the uninterrupted run
                 generator=torch.Generator().manual_seed(tc.seed + epoch),
             )
-            sums: dict[str, torch.Tensor] = {}
-            n_sums = 0
+            sums = {k: torch.tensor(v, device=device) for k, v in state.epoch_sums.items()} if skip else {}
+            n_sums = state.epoch_good_steps if skip else 0
             bar = tqdm(total=batches_per_epoch, initial=skip, desc=f"epoch {epoch}", disable=not main, leave=False, dynamic_ncols=True)
             last_batch = None
             micro = 0
