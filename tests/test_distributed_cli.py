@@ -43,8 +43,10 @@ def launched(synth, tmp_path_factory):
     """One 2-process launch running DDP pretraining, FSDP pretraining, fine-tuning and extraction."""
     root = tmp_path_factory.mktemp("runs")
     runs = {
-        "ddp": _args("pretrain", synth, root / "ddp", "data.batch_size=4", "train.epochs=2", "train.keep_checkpoints=5"),
-        "fsdp": _args("pretrain", synth, root / "fsdp", "data.batch_size=4", "train.epochs=1", "dist.fsdp=true"),
+        "ddp": _args("pretrain", synth, root / "ddp", "data.batch_size=4", "train.epochs=2", "train.keep_checkpoints=5",
+                     "optim.lr=0", "optim.base_lr=1e-3"),
+        "fsdp": _args("pretrain", synth, root / "fsdp", "data.batch_size=4", "train.epochs=1", "dist.fsdp=true",
+                      "optim.lr=0", "optim.base_lr=1e-3"),
         "finetune": _args("finetune", synth, root / "finetune", "data.batch_size=4", "eval.epochs=1",
                           "eval.repeated_aug=1", "eval.batch_size=3"),
         "extract": _args("extract", synth, root / "extract", "eval.batch_size=3"),
@@ -61,7 +63,7 @@ def test_ddp_pretraining_writes_once_and_scales_the_batch(launched):
     root, _, results = launched
     res = results["ddp"]
     assert res["world_size"] == 2 and res["global_batch"] == 8 and res["steps"] == 4  # 16 videos / 8 per step
-    assert res["peak_lr"] == pytest.approx(1e-3 * 8 / 256)  # the tiny preset's base_lr, scaled
+    assert res["peak_lr"] == pytest.approx(1e-3 * 8 / 256)  # base_lr scaled by the global batch
     assert [r["step"] for r in _metrics(root / "ddp")] == [1, 2, 3, 4]  # rank 0 alone writes
     assert len(json.loads((root / "ddp" / "results.json").read_text())["history"]) == 2
     ckpt = load_checkpoint(root / "ddp" / "checkpoint-2.pth")

@@ -115,7 +115,6 @@ class OptimConfig:
     warmup_epochs: float = 40.0
     clip_grad: float = 0.0  # max gradient norm (0 = off)
     accum_steps: int = 1  # gradient accumulation
-    layer_decay: float = 1.0  # layer-wise lr decay (fine-tuning)
 
 
 @dataclass
@@ -155,7 +154,7 @@ class EvalConfig:
     ks: tuple[int, ...] = (1, 5, 10, 20)  # retrieval R@k
     split: int = 1  # UCF101 / HMDB51 split 1-3: replaces "{split}" in data.train_list / data.val_list
     # Fine-tuning recipe (paper supp. Table 3). `finetune` trains with these in place of optim.base_lr,
-    # optim.betas, optim.weight_decay, optim.warmup_epochs, optim.layer_decay and model.drop_path.
+    # optim.betas, optim.weight_decay, optim.warmup_epochs and model.drop_path.
     ft_base_lr: float = 1.0e-3  # AdamW lr for a global batch of 256, scaled linearly
     ft_betas: tuple[float, float] = (0.9, 0.999)
     ft_weight_decay: float = 0.05
@@ -289,7 +288,6 @@ def _rules(c: Config):
     yield "optim.warmup_epochs", o.warmup_epochs >= 0, "must be >= 0"
     yield "optim.clip_grad", o.clip_grad >= 0, "must be >= 0"
     yield "optim.accum_steps", o.accum_steps >= 1, "must be >= 1"
-    yield "optim.layer_decay", 0 < o.layer_decay <= 1, "must be in (0, 1]"
     tr = c.train
     yield "train.epochs", tr.epochs >= 1, "must be >= 1"
     yield "train.steps_per_epoch", tr.steps_per_epoch >= 0, "must be >= 0"

@@ -67,11 +67,11 @@ def finetune_config(cfg: Config) -> Config:
         model=dataclasses.replace(cfg.model, drop_path=e.ft_drop_path),
         optim=dataclasses.replace(
             cfg.optim,
+            lr=0.0,  # the recipe's base lr, scaled by the global batch, whatever optim.lr a preset sets
             base_lr=e.ft_base_lr,
             betas=e.ft_betas,
             weight_decay=e.ft_weight_decay,
             warmup_epochs=e.ft_warmup_epochs,
-            layer_decay=e.ft_layer_decay,
         ),
         train=dataclasses.replace(cfg.train, epochs=e.epochs),
     )

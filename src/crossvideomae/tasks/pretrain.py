@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from ..config import Config, to_dict
+from ..config import Config
+from ..engine.checkpoint import save_weights
 from ..engine.train import Hooks, MetricsLog, RunState, fit
 from ..losses import CrossVideoMAELoss
 from ..models import CrossVideoMAE, build_model
@@ -22,14 +21,14 @@ def build_pretraining(cfg: Config) -> tuple[CrossVideoMAE, CrossVideoMAELoss]:
     model = build_model(cfg)
     init = cfg.init
     if init.model or init.video or init.image:
-        from ..engine.checkpoint import load_pretrained
+        from ..engine.checkpoint import load_pretrained  # prints a report of loaded / missing keys
 
         if init.model:
-            print(load_pretrained(model, init.model, kind="model"))
+            load_pretrained(model, init.model, kind="model")
         if init.video:
-            print(load_pretrained(model.video_encoder, init.video, kind="video"))
+            load_pretrained(model.video_encoder, init.video, kind="video")
         if init.image:
-            print(load_pretrained(model.image_encoder, init.image, kind="image"))
+            load_pretrained(model.image_encoder, init.image, kind="image")
     if cfg.train.freeze_image:
         model.image_encoder.requires_grad_(False)
     return model, CrossVideoMAELoss(cfg.loss)
@@ -37,11 +36,7 @@ def build_pretraining(cfg: Config) -> tuple[CrossVideoMAE, CrossVideoMAELoss]:
 
 def export_video_encoder(model: CrossVideoMAE, cfg: Config, out_dir: Path) -> Path:
     """The product of pretraining: the video encoder as safetensors, its model config as JSON beside it."""
-    path = out_dir / ENCODER_FILE
-    state = {k: v.detach().contiguous().cpu() for k, v in model.video_encoder.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "crossvideomae.video_encoder"})
-    path.with_suffix(".json").write_text(json.dumps({"model": to_dict(cfg)["model"]}, indent=2))
-    return path
+    return save_weights(model.video_encoder, out_dir / ENCODER_FILE, cfg.model)
 
 
 def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int = 1) -> dict[str, Any]:
@@ -92,6 +87,12 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
         bad_videos=BadVideoLog(cfg.data.max_bad_fraction),
     )
     results["parameters_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+    if results.get("video_encoder"):
+        final = results["final_terms"].get("total", float("nan"))
+        print(
+            f"pretrain: {results['steps']} steps in {results['wall_time_s']:.0f} s, final mean loss {final:.4f}; "
+            f"video encoder -> {results['video_encoder']}"
+        )
     return results
 
 
