@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The loader measurements of docs/perf_loader.md on the lent GPU machine (16 cores), results under $OUT:
+# The loader measurements of docs/PERFORMANCE.md ("Loader throughput") on the lent GPU machine (16 cores), results under $OUT:
 #   run(command="source benchmarks/device_env.sh && bash benchmarks/loader_device.sh", carry=[".whl"])
 set -o pipefail
 nvidia-smi --query-gpu=name --format=csv,noheader; nproc

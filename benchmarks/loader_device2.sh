@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage ablations of docs/perf_loader.md on the lent GPU machine (16 cores), results under $OUT:
+# Stage ablations of docs/PERFORMANCE.md ("Loader throughput") on the lent GPU machine (16 cores), results under $OUT:
 #   run(command="source benchmarks/device_env.sh && bash benchmarks/loader_device2.sh", carry=[".whl"])
 set -o pipefail
 nvidia-smi --query-gpu=name --format=csv,noheader; nproc; lscpu | grep -E "^(Model name|Thread|Core|Socket)"
