@@ -17,8 +17,8 @@ run() { echo "== $*" >>"$LOG"; "$@" >>"$LOG" 2>&1; echo "== exit $?" >>"$LOG"; }
 TR="python3 -m torch.distributed.run --standalone --nproc_per_node 2"  # torchrun
 export GLOBAL_BATCH=64
 
-run env CUDA_VISIBLE_DEVICES=0 timeout 100 python3 benchmarks/multigpu_bench.py "$OUT/one"
-run timeout 110 $TR benchmarks/multigpu_bench.py "$OUT/ddp"
+run env CUDA_VISIBLE_DEVICES=0 timeout 80 python3 benchmarks/multigpu_bench.py "$OUT/one"
+run timeout 90 $TR benchmarks/multigpu_bench.py "$OUT/ddp"
 
 S=/tmp/mg_synth E=/tmp/mg_e2e
 DATA="data.train_list=$S/train.txt data.val_list=$S/val.txt train.device=cuda train.precision=bf16 data.num_workers=3"

@@ -103,6 +103,16 @@ def test_resume_in_one_process(launched, run):
     assert [r["step"] for r in _metrics(root / run)] == list(range(1, res["steps"] + 1))  # continued
 
 
+def test_resume_with_another_batch_recounts_the_steps(synth, tmp_path):
+    """Same world size, another per-GPU batch: the lr schedule continues at the same fraction of training."""
+    argv = _args("pretrain", synth, tmp_path, "train.epochs=2", "optim.warmup_epochs=0")
+    main([*argv, "data.batch_size=4", "train.epochs=1"])  # 4 steps of 4
+    res = main([argv[0], "--resume", *argv[1:], "data.batch_size=8"])  # then 2 steps of 8 per epoch
+    assert res["steps"] == 4  # epoch 1 of 2 done = step 2 of 4, then 2 more
+    last = _metrics(tmp_path)[-1]
+    assert last["step"] == 4 and last["lr"] > 0
+
+
 def test_finetune_on_two_ranks(launched):
     _, _, results = launched
     res = results["finetune"]

@@ -310,11 +310,11 @@ def fit(
                 ) from None
             state = RunState(ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["bad_steps"], 0, ckpt["history"])
             state.epoch_sums, state.epoch_good_steps = ckpt.get("epoch_sums", {}), ckpt.get("epoch_good_steps", 0)
-            if D.world_size() == int(ckpt.get("world_size", 1)):  # other world sizes: fresh streams
+            old = (ckpt["config"]["data"]["batch_size"], ckpt["config"]["optim"]["accum_steps"], int(ckpt.get("world_size", 1)))
+            if D.world_size() == old[2]:  # other world sizes: fresh streams
                 set_rng_state(ckpt["rng"])
-            else:  # same place in the epoch's sample order, counted in this world's batches and steps
-                old = (ckpt["config"]["data"]["batch_size"], int(ckpt.get("world_size", 1)))
-                state.batch_in_epoch = D.global_batches_done(state.batch_in_epoch, *old, bs, D.world_size())
+            if old != (bs, accum, D.world_size()):  # same place in the epoch's sample order, in this run's batches and steps
+                state.batch_in_epoch = D.global_batches_done(state.batch_in_epoch, old[0], old[2], bs, D.world_size())
                 state.step = state.epoch * steps_per_epoch + state.batch_in_epoch // accum * repeat_batch
             if main:
                 print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
