@@ -55,7 +55,23 @@ def init_distributed(backend: str = "auto") -> torch.device | None:
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend, device_id=device)
     atexit.register(_leave)
+    if not is_main_process():
+        _silence_print()
     return device
+
+
+def _silence_print() -> None:
+    """Rank 0 alone prints (MAE's ``setup_for_distributed``): the tasks' summaries would otherwise appear once
+    per GPU. ``print(..., force=True)`` still prints; warnings and tracebacks go to stderr as usual."""
+    import builtins
+
+    builtin_print = builtins.print
+
+    def print_on_rank0(*args, force: bool = False, **kwargs) -> None:
+        if force:
+            builtin_print(*args, **kwargs)
+
+    builtins.print = print_on_rank0
 
 
 def _leave() -> None:
