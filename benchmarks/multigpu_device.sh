@@ -1,5 +1,5 @@
 #!/bin/bash
-# One call on a 2-GPU machine (docs/perf_multigpu.md): the one-GPU baseline and 2-GPU DDP with
+# One call on a 2-GPU machine (docs/PERFORMANCE.md ("Several GPUs")): the one-GPU baseline and 2-GPU DDP with
 # benchmarks/multigpu_bench.py (per-GPU throughput at 32 clips per GPU, first-step loss of one fixed global
 # batch of 64); torchrun end to end on generated videos (tiny pretraining with DDP, resumed with FSDP on a
 # larger batch, extraction); last the 2-GPU FSDP bench.
