@@ -23,6 +23,10 @@ TINY = [
 ]
 
 
+# The same model for whole runs through the CLI (`--config tiny` plus these overrides) on 32x32 videos.
+TINY_RUN = [*TINY, "data.batch_size=8", "data.num_workers=0", "train.log_every=1"]
+
+
 @pytest.fixture
 def tiny_cfg() -> Config:
     return load_config(None, TINY)

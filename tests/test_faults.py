@@ -18,28 +18,14 @@ import time
 
 import pytest
 import torch
+from conftest import TINY_RUN
 
 import crossvideomae.data
 from crossvideomae.cli import entry, main
 from crossvideomae.engine.checkpoint import latest_checkpoint, load_checkpoint
 from crossvideomae.engine.train import NonFiniteLossError
 
-TINY = [
-    "model.depth=2",
-    "model.img_size=32",
-    "model.num_frames=4",
-    "model.patch_size=8",
-    "model.embed_dim=48",
-    "model.decoder_depth=1",
-    "model.decoder_heads=3",
-    "data.short_side=32",
-    "data.batch_size=8",
-    "data.num_workers=0",
-    "optim.base_lr=2e-3",
-    "train.log_every=1",
-    "train.epochs=3",
-    "train.keep_checkpoints=5",
-]
+TINY = [*TINY_RUN, "train.epochs=3", "train.keep_checkpoints=5"]
 STEPS = 12  # 3 epochs x 32 videos / 8
 
 

@@ -17,8 +17,11 @@ CASE = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "ntxent_cas
 
 def loop_ntxent(a, p, tau):
     """ℓ(a,p)_i = −log exp(s(a_i,p_i)/τ) / (Σ_{k≠i} exp(s(a_i,a_k)/τ) + Σ_k exp(s(a_i,p_k)/τ)), plain loops."""
+
     def s(x, y):
-        return sum(xi * yi for xi, yi in zip(x, y, strict=False)) / math.sqrt(sum(v * v for v in x) * sum(v * v for v in y))
+        return sum(xi * yi for xi, yi in zip(x, y, strict=False)) / math.sqrt(
+            sum(v * v for v in x) * sum(v * v for v in y)
+        )
 
     a, p = a.tolist(), p.tolist()
     out = []
@@ -76,7 +79,9 @@ def test_loss_terms_equal_loops_with_several_sampled_frames():
     out = _outputs(z_u1, z_u2, z_f1, z_f2, h_f)
     terms = CrossVideoMAELoss(LossConfig(tau=tau))(out)
     intra_frame = torch.stack([loop_ntxent(z_f1[:, j], z_f2[:, j], tau) for j in range(F)]).mean()
-    cross_frame = torch.stack([loop_ntxent((z_f1[:, j] + z_f2[:, j]) / 2, h_f[:, j], tau) for j in range(F)]).mean()
+    cross_frame = torch.stack(
+        [loop_ntxent((z_f1[:, j] + z_f2[:, j]) / 2, h_f[:, j], tau) for j in range(F)]
+    ).mean()
     intra = (loop_ntxent(z_u1, z_u2, tau).mean() + intra_frame) / 2
     cross = (loop_ntxent((z_u1 + z_u2) / 2, h_f.mean(1), tau).mean() + cross_frame) / 2
     err = (out.pred - out.target).pow(2).mean(-1)

@@ -115,7 +115,10 @@ def test_no_nan_with_worst_case_masks(tiny_cfg, kind):
 
     # the highest ratio the type allows: frame masking keeps one time slice, random keeps one token per slice
     ratio = {"random": 0.99, "tube": 0.99, "frame": 0.5}[kind]
-    cfg = dataclasses.replace(tiny_cfg, mask=dataclasses.replace(tiny_cfg.mask, video_type=kind, video_ratio=ratio, image_ratio=0.99))
+    cfg = dataclasses.replace(
+        tiny_cfg,
+        mask=dataclasses.replace(tiny_cfg.mask, video_type=kind, video_ratio=ratio, image_ratio=0.99),
+    )
     model, out = _forward(cfg, B=4)
     terms = CrossVideoMAELoss(cfg.loss)(out)
     terms["total"].backward()

@@ -7,30 +7,30 @@ import shutil
 
 import pytest
 import torch
+from conftest import TINY_RUN
 
 from crossvideomae.cli import main
 from crossvideomae.engine.checkpoint import load_checkpoint
 
-MODEL = [
-    "model.depth=2",
-    "model.img_size=32",
-    "model.num_frames=4",
-    "model.patch_size=8",
-    "model.embed_dim=48",
-    "model.decoder_depth=1",
-    "model.decoder_heads=3",
-    "data.short_side=32",
-    "data.batch_size=8",
-    "data.num_workers=0",
-    "optim.base_lr=2e-3",
-    "train.log_every=1",
-]
+MODEL = TINY_RUN
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    main(["synth", "--config", "tiny", "-o", str(out), "synth.num_train=32", "synth.num_val=8", "synth.num_frames=12", "synth.size=32"])
+    main(
+        [
+            "synth",
+            "--config",
+            "tiny",
+            "-o",
+            str(out),
+            "synth.num_train=32",
+            "synth.num_val=8",
+            "synth.num_frames=12",
+            "synth.size=32",
+        ]
+    )
     return out
 
 
@@ -66,12 +66,17 @@ def test_resume_reproduces_the_uninterrupted_run(synth, tmp_path):
     extra = ("train.epochs=4", "train.keep_checkpoints=4", "data.num_workers=1")
     main(_args(synth, full, *extra))
     resumed.mkdir()
-    shutil.copy(full / "checkpoint-2.pth", resumed / "checkpoint-2.pth")  # as if the run had died after epoch 2
+    shutil.copy(
+        full / "checkpoint-2.pth", resumed / "checkpoint-2.pth"
+    )  # as if the run had died after epoch 2
     res = main(_args(synth, resumed, *extra, "--resume"))
     assert res["steps"] == 16
     later = [r for r in _metrics(full) if r["step"] > 8]
     assert [r for r in _metrics(resumed)] == later  # every loss term of every later step, exactly
-    a, b = load_checkpoint(full / "checkpoint-last.pth")["model"], load_checkpoint(resumed / "checkpoint-last.pth")["model"]
+    a, b = (
+        load_checkpoint(full / "checkpoint-last.pth")["model"],
+        load_checkpoint(resumed / "checkpoint-last.pth")["model"],
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -79,8 +84,18 @@ def test_adapt_takes_k_updates_per_batch(synth, tmp_path):
     base = tmp_path / "base"
     main(_args(synth, base, "train.epochs=1"))
     res = main(
-        ["adapt", "--config", "tiny", "-o", str(tmp_path / "adapted"), *MODEL, f"data.train_list={synth / 'train.txt'}",
-         f"init.model={base / 'checkpoint-last.pth'}", "adapt.updates_per_batch=3", "adapt.num_batches=2"]
+        [
+            "adapt",
+            "--config",
+            "tiny",
+            "-o",
+            str(tmp_path / "adapted"),
+            *MODEL,
+            f"data.train_list={synth / 'train.txt'}",
+            f"init.model={base / 'checkpoint-last.pth'}",
+            "adapt.updates_per_batch=3",
+            "adapt.num_batches=2",
+        ]
     )
     assert res["steps"] == 6 and res["updates_per_batch"] == 3
     before = load_checkpoint(base / "checkpoint-last.pth")["model"]

@@ -44,13 +44,22 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--config", "-c", default=None, help="YAML file or packaged preset (tiny, vits_synth, vitb_k400, vitb_ssv2)")
+        p.add_argument(
+            "--config",
+            "-c",
+            default=None,
+            help="YAML file or packaged preset (tiny, vits_synth, vitb_k400, vitb_ssv2)",
+        )
         p.add_argument("--output-dir", "-o", default=None, help=f"run folder (default: runs/{name})")
-        p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
+        p.add_argument(
+            "--resume", action="store_true", help="continue from the newest checkpoint in the run folder"
+        )
         task = _task(module, required=False)
         if task is not None and hasattr(task, "add_arguments"):
             task.add_arguments(p)  # command-specific options and positionals, before the overrides
-        p.add_argument("overrides", nargs="*", default=[], help="key=value config overrides, e.g. optim.lr=1e-3")
+        p.add_argument(
+            "overrides", nargs="*", default=[], help="key=value config overrides, e.g. optim.lr=1e-3"
+        )
     return parser
 
 
@@ -86,7 +95,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     overrides = [o for o in args.overrides if "=" in o]
     extras = [o for o in args.overrides if "=" not in o]
     if extras:
-        raise SystemExit(f"crossvideomae {args.command}: unexpected argument(s) {extras}; overrides are key=value")
+        raise SystemExit(
+            f"crossvideomae {args.command}: unexpected argument(s) {extras}; overrides are key=value"
+        )
     try:
         cfg = load_config(args.config, overrides)
     except ConfigError as err:

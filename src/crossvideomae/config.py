@@ -33,7 +33,9 @@ class ModelConfig:
     num_frames: int = 16  # frames per clip
     patch_size: int = 16  # spatial patch
     tubelet_size: int = 2  # frames per tubelet token
-    pos_embed: str = "sincos"  # sincos: fixed 1-D table (VideoMAE) | separable: learned space + time (SpatioTemporalMAE)
+    pos_embed: str = (
+        "sincos"  # sincos: fixed 1-D table (VideoMAE) | separable: learned space + time (SpatioTemporalMAE)
+    )
     embed_dim: int = 384  # width of g_u / g_f and of the decoder
     decoder_depth: int = 4
     decoder_heads: int = 6
@@ -91,7 +93,9 @@ class DataConfig:
     batch_size: int = 32  # per process
     num_workers: int = 8
     backend: str = "pyav"  # pyav | torchcodec
-    decode_threads: int = 1  # FFmpeg threads per open file (0 = one per core); workers already run in parallel
+    decode_threads: int = (
+        1  # FFmpeg threads per open file (0 = one per core); workers already run in parallel
+    )
     max_bad_fraction: float = 0.01  # stop when more than this share of videos failed to decode
 
 
@@ -236,24 +240,49 @@ def _rules(c: Config):
     yield "model.size", m.size in VIT_SIZES, f"must be one of {sorted(VIT_SIZES)}"
     yield "model.patch_size", m.patch_size > 0, "must be positive"
     yield "model.tubelet_size", m.tubelet_size > 0, "must be positive"
-    yield "model.img_size", m.img_size > 0 and m.img_size % m.patch_size == 0, "must be a positive multiple of model.patch_size"
-    yield "model.num_frames", m.num_frames > 0 and m.num_frames % m.tubelet_size == 0, "must be a positive multiple of model.tubelet_size"
+    yield (
+        "model.img_size",
+        m.img_size > 0 and m.img_size % m.patch_size == 0,
+        "must be a positive multiple of model.patch_size",
+    )
+    yield (
+        "model.num_frames",
+        m.num_frames > 0 and m.num_frames % m.tubelet_size == 0,
+        "must be a positive multiple of model.tubelet_size",
+    )
     yield "model.decoder_heads", m.decoder_heads >= 1, "must be >= 1"
     yield "model.mlp_ratio", m.mlp_ratio > 0, "must be positive"
     yield "model.pos_embed", m.pos_embed in ("sincos", "separable"), "must be 'sincos' or 'separable'"
-    yield "model.embed_dim", m.embed_dim > 0 and m.embed_dim % m.decoder_heads == 0, "must be a positive multiple of model.decoder_heads"
+    yield (
+        "model.embed_dim",
+        m.embed_dim > 0 and m.embed_dim % m.decoder_heads == 0,
+        "must be a positive multiple of model.decoder_heads",
+    )
     yield "model.decoder_depth", m.decoder_depth >= 1, "must be at least 1"
     yield "model.drop_path", 0.0 <= m.drop_path < 1.0, "must be in [0, 1)"
-    yield "model.width", m.width >= 0 and (m.width == 0 or m.width % max(m.heads or VIT_SIZES.get(m.size, (0, 0, 1))[2], 1) == 0), "must be 0 or a multiple of the head count"
+    yield (
+        "model.width",
+        m.width >= 0
+        and (m.width == 0 or m.width % max(m.heads or VIT_SIZES.get(m.size, (0, 0, 1))[2], 1) == 0),
+        "must be 0 or a multiple of the head count",
+    )
     yield "model.depth", m.depth >= 0, "must be >= 0"
-    yield "model.heads", m.heads >= 0 and vit_dims(m)[0] % (m.heads or 1) == 0, "must be 0 or divide the encoder width"
+    yield (
+        "model.heads",
+        m.heads >= 0 and vit_dims(m)[0] % (m.heads or 1) == 0,
+        "must be 0 or divide the encoder width",
+    )
     k = c.mask
     yield "mask.video_ratio", 0.0 <= k.video_ratio < 1.0, "must be in [0, 1)"
     yield "mask.image_ratio", 0.0 <= k.image_ratio < 1.0, "must be in [0, 1)"
     yield "mask.video_type", k.video_type in ("random", "tube", "frame"), "must be random, tube or frame"
     yield "mask.image_type", k.image_type == "random", "must be 'random'"
     t_slices = m.num_frames // max(m.tubelet_size, 1)
-    yield "mask.video_ratio", k.video_type != "frame" or round(t_slices * (1 - k.video_ratio)) >= 1, "leaves no visible time slice with frame masking"
+    yield (
+        "mask.video_ratio",
+        k.video_type != "frame" or round(t_slices * (1 - k.video_ratio)) >= 1,
+        "leaves no visible time slice with frame masking",
+    )
     lo = c.loss
     yield "loss.tau", lo.tau > 0, "must be positive"
     yield "loss.norm_pix", lo.norm_pix in ("patch", "channel", "none"), "must be patch, channel or none"
@@ -263,9 +292,21 @@ def _rules(c: Config):
     yield "data.frame_stride", d.frame_stride >= 1, "must be >= 1"
     yield "data.short_side", d.short_side >= m.img_size, "must be >= model.img_size"
     yield "data.crop_scale", 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1, "must be 0 < lo <= hi <= 1"
-    yield "data.image_crop_scale", 0 < d.image_crop_scale[0] <= d.image_crop_scale[1] <= 1, "must be 0 < lo <= hi <= 1"
-    yield "data.num_sampled_frames", 1 <= d.num_sampled_frames <= m.num_frames, "must be in [1, model.num_frames]"
-    yield "data.frame_strategy", d.frame_strategy in ("random", "first", "middle"), "must be random, first or middle"
+    yield (
+        "data.image_crop_scale",
+        0 < d.image_crop_scale[0] <= d.image_crop_scale[1] <= 1,
+        "must be 0 < lo <= hi <= 1",
+    )
+    yield (
+        "data.num_sampled_frames",
+        1 <= d.num_sampled_frames <= m.num_frames,
+        "must be in [1, model.num_frames]",
+    )
+    yield (
+        "data.frame_strategy",
+        d.frame_strategy in ("random", "first", "middle"),
+        "must be random, first or middle",
+    )
     yield "data.repeated_sampling", d.repeated_sampling >= 1, "must be >= 1"
     yield "data.batch_size", d.batch_size >= 1, "must be >= 1"
     yield "data.num_workers", d.num_workers >= 0, "must be >= 0"
@@ -276,7 +317,11 @@ def _rules(c: Config):
     a = c.aug
     for name in ("color_jitter", "random_erasing", "temporal_downsample"):
         yield f"aug.{name}", 0.0 <= getattr(a, name) <= 1.0, "must be in [0, 1]"
-    yield "aug.randaugment", not a.randaugment or bool(_RANDAUG.fullmatch(a.randaugment)), "must be '' or like rand-m9-n2"
+    yield (
+        "aug.randaugment",
+        not a.randaugment or bool(_RANDAUG.fullmatch(a.randaugment)),
+        "must be '' or like rand-m9-n2",
+    )
     yield "aug.mixup", a.mixup >= 0, "must be >= 0"
     yield "aug.cutmix", a.cutmix >= 0, "must be >= 0"
     o = c.optim
@@ -291,7 +336,11 @@ def _rules(c: Config):
     tr = c.train
     yield "train.epochs", tr.epochs >= 1, "must be >= 1"
     yield "train.steps_per_epoch", tr.steps_per_epoch >= 0, "must be >= 0"
-    yield "train.device", tr.device in ("auto", "cpu", "cuda") or tr.device.startswith("cuda:"), "must be auto, cpu, cuda or cuda:N"
+    yield (
+        "train.device",
+        tr.device in ("auto", "cpu", "cuda") or tr.device.startswith("cuda:"),
+        "must be auto, cpu, cuda or cuda:N",
+    )
     yield "train.precision", tr.precision in ("bf16", "fp32"), "must be bf16 or fp32"
     yield "train.log_every", tr.log_every >= 1, "must be >= 1"
     yield "train.ckpt_every", tr.ckpt_every >= 1, "must be >= 1"
@@ -321,14 +370,22 @@ def _rules(c: Config):
     yield "eval.mixup", e.mixup >= 0, "must be >= 0"
     yield "eval.cutmix", e.cutmix >= 0, "must be >= 0"
     yield "eval.random_erasing", 0 <= e.random_erasing <= 1, "must be in [0, 1]"
-    yield "eval.randaugment", not e.randaugment or bool(_RANDAUG.fullmatch(e.randaugment)), "must be '' or like rand-m9-n2"
+    yield (
+        "eval.randaugment",
+        not e.randaugment or bool(_RANDAUG.fullmatch(e.randaugment)),
+        "must be '' or like rand-m9-n2",
+    )
     yield "eval.dropout", 0 <= e.dropout < 1, "must be in [0, 1)"
     yield "eval.num_classes", e.num_classes >= 0, "must be >= 0"
     s = c.synth
     yield "synth.num_train", s.num_train >= 1, "must be >= 1"
     yield "synth.num_val", s.num_val >= 1, "must be >= 1"
     yield "synth.num_frames", s.num_frames >= 2, "must be >= 2"
-    yield "synth.size", s.size >= 16 and s.size % 2 == 0, "must be an even number >= 16 (H.264 needs even sizes)"
+    yield (
+        "synth.size",
+        s.size >= 16 and s.size % 2 == 0,
+        "must be an even number >= 16 (H.264 needs even sizes)",
+    )
     yield "synth.num_objects", s.num_objects >= 1, "must be >= 1"
     yield "synth.fps", s.fps >= 1, "must be >= 1"
     yield "synth.seed", s.seed >= 0, "must be >= 0"

@@ -48,7 +48,9 @@ class TubeletEmbed(nn.Module):
     video: (B, C, T, H, W) -> tokens (B, T/t * H/p * W/p, D), ordered time-major (t, h, w) as in VideoMAE.
     """
 
-    def __init__(self, img_size: int, num_frames: int, patch_size: int, tubelet_size: int, in_chans: int, dim: int):
+    def __init__(
+        self, img_size: int, num_frames: int, patch_size: int, tubelet_size: int, in_chans: int, dim: int
+    ):
         super().__init__()
         self.grid = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         self.num_patches = math.prod(self.grid)
@@ -108,7 +110,9 @@ def _sincos_half(dim: int, pos: torch.Tensor) -> torch.Tensor:
 def sincos_2d(grid: int, dim: int, cls_token: bool = True) -> torch.Tensor:
     """MAE's fixed 2-D table (1, [1+] grid*grid, dim); first half of channels from the w coordinate,
     as MAE's ``np.meshgrid(grid_w, grid_h)`` quirk makes it; a zero row for the cls token."""
-    h, w = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij")
+    h, w = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )
     table = torch.cat([_sincos_half(dim // 2, w), _sincos_half(dim // 2, h)], dim=1)
     if cls_token:
         table = torch.cat([torch.zeros(1, dim, dtype=table.dtype), table])

@@ -119,7 +119,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})") from None
     except Exception as err:  # on garbage the weights-only unpickler also raises KeyError, IndexError...
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__} while unpickling)") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(err).__name__} while unpickling)"
+        ) from None
 
 
 _EPOCH = re.compile(r"checkpoint-(\d+)\.pth$")

@@ -219,7 +219,9 @@ class MetricsLog:
 class Hooks:
     """Optional task callbacks, called on rank 0 only."""
 
-    on_epoch_end: Callable[[int, nn.Module, dict[str, Any], MetricsLog], None] | None = None  # (epoch, model, last batch, log)
+    on_epoch_end: Callable[[int, nn.Module, dict[str, Any], MetricsLog], None] | None = (
+        None  # (epoch, model, last batch, log)
+    )
     on_end: Callable[[nn.Module, RunState], dict[str, Any]] | None = None  # returns extra results
 
 
@@ -227,7 +229,9 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def checkpoint_state(cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, state: RunState) -> dict[str, Any]:
+def checkpoint_state(
+    cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, state: RunState
+) -> dict[str, Any]:
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -276,7 +280,9 @@ def fit(
         step_model = torch.compile(model)
 
     items = SeededItems(dataset, tc.seed)
-    sampler = DistributedSampler(items, num_replicas=D.world_size(), rank=D.rank(), shuffle=True, seed=tc.seed, drop_last=True)
+    sampler = DistributedSampler(
+        items, num_replicas=D.world_size(), rank=D.rank(), shuffle=True, seed=tc.seed, drop_last=True
+    )
     bs, accum = cfg.data.batch_size, cfg.optim.accum_steps
     batches_per_epoch = len(sampler) // bs
     if tc.steps_per_epoch:
@@ -291,8 +297,12 @@ def fit(
     global_batch = bs * accum * D.world_size()
     peak_lr = scaled_lr(cfg.optim, global_batch)
     warmup = round(cfg.optim.warmup_epochs * steps_per_epoch)
-    optimizer = build_adamw(groups or param_groups(raw_model, cfg.optim.weight_decay), peak_lr, cfg.optim, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and tc.precision == "bf16")
+    optimizer = build_adamw(
+        groups or param_groups(raw_model, cfg.optim.weight_decay), peak_lr, cfg.optim, device
+    )
+    autocast = torch.autocast(
+        "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and tc.precision == "bf16"
+    )
 
     state = RunState()
     if resume:
@@ -308,13 +318,28 @@ def fit(
                     f"{path}: does not fit the model and optimiser of this config "
                     f"({' '.join(str(err).split())[:300]}); resume with the run's config (its config.yaml)"
                 ) from None
-            state = RunState(ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["bad_steps"], 0, ckpt["history"])
-            state.epoch_sums, state.epoch_good_steps = ckpt.get("epoch_sums", {}), ckpt.get("epoch_good_steps", 0)
-            old = (ckpt["config"]["data"]["batch_size"], ckpt["config"]["optim"]["accum_steps"], int(ckpt.get("world_size", 1)))
+            state = RunState(
+                ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["bad_steps"], 0, ckpt["history"]
+            )
+            state.epoch_sums, state.epoch_good_steps = (
+                ckpt.get("epoch_sums", {}),
+                ckpt.get("epoch_good_steps", 0),
+            )
+            old = (
+                ckpt["config"]["data"]["batch_size"],
+                ckpt["config"]["optim"]["accum_steps"],
+                int(ckpt.get("world_size", 1)),
+            )
             if D.world_size() == old[2]:  # other world sizes: fresh streams
                 set_rng_state(ckpt["rng"])
-            if old != (bs, accum, D.world_size()):  # same place in the epoch's sample order, in this run's batches and steps
-                state.batch_in_epoch = D.global_batches_done(state.batch_in_epoch, old[0], old[2], bs, D.world_size())
+            if old != (
+                bs,
+                accum,
+                D.world_size(),
+            ):  # same place in the epoch's sample order, in this run's batches and steps
+                state.batch_in_epoch = D.global_batches_done(
+                    state.batch_in_epoch, old[0], old[2], bs, D.world_size()
+                )
                 state.step = state.epoch * steps_per_epoch + state.batch_in_epoch // accum * repeat_batch
             if main:
                 print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
@@ -361,14 +386,25 @@ def fit(
             sums = {k: torch.tensor(v, device=device) for k, v in state.epoch_sums.items()} if skip else {}
             n_sums = state.epoch_good_steps if skip else 0
             quiet = {} if main else {"disable": True}  # rank 0 leaves it to tqdm (and TQDM_DISABLE)
-            bar = tqdm(total=batches_per_epoch, initial=skip, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, **quiet)
+            bar = tqdm(
+                total=batches_per_epoch,
+                initial=skip,
+                desc=f"epoch {epoch}",
+                leave=False,
+                dynamic_ncols=True,
+                **quiet,
+            )
             last_batch = None
             micro = 0
             for batch in loader:
                 if state.batch_in_epoch >= batches_per_epoch:
                     break
-                if D.any_rank(stop.signal is not None):  # before a step: one in the last step lets the epoch end first
-                    stopped_by = signal.Signals(stop.signal).name if stop.signal else "a signal to another rank"
+                if D.any_rank(
+                    stop.signal is not None
+                ):  # before a step: one in the last step lets the epoch end first
+                    stopped_by = (
+                        signal.Signals(stop.signal).name if stop.signal else "a signal to another rank"
+                    )
                     break
                 if bad_videos is not None:
                     bad_videos.update(batch.get("skipped", []))
@@ -378,7 +414,11 @@ def fit(
                 for _ in range(repeat_batch):
                     micro += 1
                     sync = micro % accum == 0
-                    ctx = model.no_sync() if (not sync and isinstance(model, nn.parallel.DistributedDataParallel)) else contextlib.nullcontext()
+                    ctx = (
+                        model.no_sync()
+                        if (not sync and isinstance(model, nn.parallel.DistributedDataParallel))
+                        else contextlib.nullcontext()
+                    )
                     with ctx, autocast:
                         terms = step_fn(step_model, batch)
                     with ctx:
@@ -409,7 +449,12 @@ def fit(
                         )
                     if state.step % tc.log_every == 0 or state.step == 1:
                         last_terms = D.mean_over_ranks(detached)  # the global batch's terms
-                        record = {"step": state.step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **last_terms}
+                        record = {
+                            "step": state.step,
+                            "epoch": epoch,
+                            "lr": optimizer.param_groups[0]["lr"],
+                            **last_terms,
+                        }
                         record["grad_norm"] = float(grad_norm)
                         record["bad_steps"] = state.bad_steps
                         log.write(record)

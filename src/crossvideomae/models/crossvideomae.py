@@ -39,7 +39,9 @@ def unpatchify(x: torch.Tensor, grid: tuple[int, int, int], tubelet: int, patch:
     return x.reshape(B, -1, t * tubelet, h * patch, w * patch)
 
 
-def slice_mean(emb: torch.Tensor, ids_keep: torch.Tensor, slot: torch.Tensor, tokens_per_slice: int, num_slices: int) -> torch.Tensor:
+def slice_mean(
+    emb: torch.Tensor, ids_keep: torch.Tensor, slot: torch.Tensor, tokens_per_slice: int, num_slices: int
+) -> torch.Tensor:
     """Frame-level embedding: mean of visible-token embeddings of a time slice.
 
     emb (B, n, E) visible-token embeddings; ids_keep (B, n); slot (B, F) the time slice of each sampled frame.
@@ -86,7 +88,9 @@ class Decoder(nn.Module):
             self.decoder_pos_embed_temporal = nn.Parameter(torch.zeros(1, t, dim))
             nn.init.trunc_normal_(self.decoder_pos_embed_spatial, std=0.02)
             nn.init.trunc_normal_(self.decoder_pos_embed_temporal, std=0.02)
-        self.blocks = transformer_blocks(dim, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.qkv_bias)
+        self.blocks = transformer_blocks(
+            dim, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.qkv_bias
+        )
         self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, pixels_per_token)  # e_u
         nn.init.normal_(self.mask_token, std=0.02)
@@ -176,7 +180,9 @@ class CrossVideoMAE(nn.Module):
         ids_i = self.mask_image(B * F, images.device)
         h_f = self.encode_images(images.flatten(0, 1), ids_i).view(B, F, -1)  # (B, F, E)
         hidden = hidden_mask(ids_v, t * h * w)
-        return Outputs(pred=pred, target=self.targets(videos), hidden=hidden, z_u=emb.mean(dim=1), z_f=z_f, h_f=h_f)
+        return Outputs(
+            pred=pred, target=self.targets(videos), hidden=hidden, z_u=emb.mean(dim=1), z_f=z_f, h_f=h_f
+        )
 
 
 def build_model(cfg: Config) -> CrossVideoMAE:

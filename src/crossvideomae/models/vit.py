@@ -26,7 +26,9 @@ from ..layers import (
 class _Encoder(nn.Module):
     """Blocks + final norm shared by both encoders."""
 
-    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float):
+    def __init__(
+        self, width: int, depth: int, heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float
+    ):
         super().__init__()
         self.width, self.depth, self.heads = width, depth, heads
         self.blocks = transformer_blocks(width, depth, heads, mlp_ratio, qkv_bias, drop_path)
@@ -52,7 +54,9 @@ class VideoEncoder(_Encoder):
     def __init__(self, cfg: ModelConfig, in_chans: int = 3):
         width, depth, heads = vit_dims(cfg)
         super().__init__(width, depth, heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_path)
-        self.patch_embed = TubeletEmbed(cfg.img_size, cfg.num_frames, cfg.patch_size, cfg.tubelet_size, in_chans, width)
+        self.patch_embed = TubeletEmbed(
+            cfg.img_size, cfg.num_frames, cfg.patch_size, cfg.tubelet_size, in_chans, width
+        )
         self.grid = self.patch_embed.grid  # (t, h, w) tokens
         self.num_tokens = self.patch_embed.num_patches
         self.tubelet_size, self.patch_size = cfg.tubelet_size, cfg.patch_size

@@ -17,7 +17,9 @@ from .pretrain import run_pretraining
 
 def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     if not (cfg.init.model or cfg.init.video or cfg.init.image):
-        raise SystemExit("crossvideomae adapt: give the weights to adapt: init.model=PATH or init.video=PATH init.image=PATH")
+        raise SystemExit(
+            "crossvideomae adapt: give the weights to adapt: init.model=PATH or init.video=PATH init.image=PATH"
+        )
     train = dataclasses.replace(cfg.train, epochs=1, steps_per_epoch=cfg.adapt.num_batches)
     optim = dataclasses.replace(cfg.optim, warmup_epochs=0.0)
     cfg = dataclasses.replace(cfg, train=train, optim=optim)

@@ -46,6 +46,7 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
     torch.manual_seed(cfg.train.seed)  # initial weights from train.seed, not from whatever ran before
     model, criterion = build_pretraining(cfg)
     dataset = build_pretrain_dataset(cfg, split="train")
+
     def loss_fn(m: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         video2, _ = mix_video2(batch["video2"], cfg.aug.mixup, cfg.aug.cutmix)  # optional, inside the batch
         out = m(batch["video1"], video2, batch["images"], batch["frame_index1"], batch["frame_index2"])
@@ -71,7 +72,11 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
         encoder = export_video_encoder(m, cfg, out_dir)
         curves = pictures / "losses.png"
         plot_losses(out_dir / "metrics.jsonl", curves)
-        return {"video_encoder": str(encoder), "checkpoint": str(out_dir / "checkpoint-last.pth"), "loss_curves": str(curves)}
+        return {
+            "video_encoder": str(encoder),
+            "checkpoint": str(out_dir / "checkpoint-last.pth"),
+            "loss_curves": str(curves),
+        }
 
     model.train()
     results = fit(
