@@ -14,6 +14,7 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY, TINY_RUN
 
 from crossvideomae.cli import entry, main
 from crossvideomae.config import Config, ConfigError, _rules, load_config
@@ -22,17 +23,8 @@ from crossvideomae.engine.checkpoint import CheckpointError, load_checkpoint, sa
 from crossvideomae.models import build_model
 from crossvideomae.tasks.pretrain import build_pretraining
 
-MODEL = [
-    "model.depth=2",
-    "model.img_size=32",
-    "model.num_frames=4",
-    "model.patch_size=8",
-    "model.embed_dim=48",
-    "model.decoder_depth=1",
-    "model.decoder_heads=3",
-    "data.short_side=32",
-]
-RUN = [*MODEL, "data.batch_size=8", "data.num_workers=0", "train.log_every=1", "train.epochs=1"]
+MODEL = TINY
+RUN = [*TINY_RUN, "train.epochs=1"]
 
 
 @pytest.fixture(scope="module")
