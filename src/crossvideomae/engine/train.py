@@ -332,11 +332,7 @@ def fit(
             )
             if D.world_size() == old[2]:  # other world sizes: fresh streams
                 set_rng_state(ckpt["rng"])
-            if old != (
-                bs,
-                accum,
-                D.world_size(),
-            ):  # same place in the epoch's sample order, in this run's batches and steps
+            if old != (bs, accum, D.world_size()):  # same place in the epoch's samples, in this run's batches
                 state.batch_in_epoch = D.global_batches_done(
                     state.batch_in_epoch, old[0], old[2], bs, D.world_size()
                 )
