@@ -136,6 +136,22 @@ def split_features(
     return out
 
 
+def checkpoint_features(cfg) -> tuple:
+    """What ``linprobe`` and ``retrieve`` start with: join the process group, build ``eval.checkpoint``'s encoder
+    (with the checkpoint's own model config when it has one) and extract the train and val features.
+
+    Returns (cfg with that model config, the encoder's source record, :func:`split_features`' dict, device).
+    """
+    from ..engine.distributed import init_distributed
+    from ..engine.train import resolve_device
+    from .encoders import build_encoder, with_checkpoint_model
+
+    device = init_distributed(cfg.dist.backend) or resolve_device(cfg.train.device)
+    cfg = with_checkpoint_model(cfg)
+    encoder, source = build_encoder(cfg)
+    return cfg, source, split_features(cfg, {"encoder": encoder.to(device)}, device), device
+
+
 def multiview_test(cfg, model: nn.Module, device: torch.device, out_dir=None) -> dict:
     """SPEC §7 test: ``eval.num_clips`` temporal clips x ``eval.num_crops`` spatial crops of every val video,
     softmax averaged; Acc@1, Acc@5, per-class accuracy, confusion matrix (``confusion_matrix.png`` in

@@ -11,19 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..engine.distributed import init_distributed, is_main_process
-from ..engine.train import resolve_device
-from ..eval.encoders import build_encoder, with_checkpoint_model
-from ..eval.features import split_features
+from ..engine.distributed import is_main_process
+from ..eval.features import checkpoint_features
 from ..eval.inputs import class_names, num_label_classes
 from ..eval.probes import linear_probe_protocol
 
 
 def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
-    device = init_distributed(cfg.dist.backend) or resolve_device(cfg.train.device)
-    cfg = with_checkpoint_model(cfg)
-    encoder, source = build_encoder(cfg)
-    feats = split_features(cfg, {"encoder": encoder.to(device)}, device)
+    cfg, source, feats, device = checkpoint_features(cfg)
     train, val = feats["train"]["rows"], feats["val"]["rows"]
     label = cfg.eval.label
     num_classes = num_label_classes(feats["train"]["dataset"], label, train[label], cfg.eval.num_classes)

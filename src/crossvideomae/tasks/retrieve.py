@@ -12,19 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..engine.distributed import init_distributed
-from ..engine.train import resolve_device
-from ..eval.encoders import build_encoder, with_checkpoint_model
-from ..eval.features import split_features
+from ..eval.features import checkpoint_features
 from ..eval.inputs import list_path
 from ..eval.probes import retrieval_protocol
 
 
 def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
-    device = init_distributed(cfg.dist.backend) or resolve_device(cfg.train.device)
-    cfg = with_checkpoint_model(cfg)
-    encoder, source = build_encoder(cfg)
-    feats = split_features(cfg, {"encoder": encoder.to(device)}, device)
+    cfg, source, feats, _ = checkpoint_features(cfg)
     train, val = feats["train"]["rows"], feats["val"]["rows"]
     recall = retrieval_protocol(train, val, "encoder", cfg.eval.label, cfg.eval.ks)
     print("retrieval (" + cfg.eval.label + "): " + "  ".join(f"{k} {v:.2f}" for k, v in recall.items()))
