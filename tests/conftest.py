@@ -35,3 +35,20 @@ def tiny_cfg() -> Config:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def make_synth(tmp_path_factory, num_train: int, num_val: int, num_frames: int = 12, size: int = 32):
+    """A small built-in synthetic dataset written through the CLI; returns its folder."""
+    from crossvideomae.cli import main
+
+    out = tmp_path_factory.mktemp("synth")
+    main(["synth", "-o", str(out), "--workers", "1", f"synth.num_train={num_train}", f"synth.num_val={num_val}",
+          f"synth.num_frames={num_frames}", f"synth.size={size}"])  # fmt: skip
+    return out
+
+
+def read_metrics(run) -> list[dict]:
+    """The lines of a run's metrics.jsonl."""
+    import json
+
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, make_synth, read_metrics
 from safetensors.torch import load_file
 from test_distributed import run_on_two_ranks
 from torch.utils.data import DistributedSampler
@@ -23,10 +23,7 @@ RUN = ["data.num_workers=0", "train.log_every=1", "optim.warmup_epochs=1", "data
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    main(["synth", "-o", str(out), "--workers", "1", "synth.num_train=16", "synth.num_val=7",
-          "synth.num_frames=8", "synth.size=32"])  # fmt: skip
-    return out
+    return make_synth(tmp_path_factory, num_train=16, num_val=7, num_frames=8)
 
 
 def _args(command, synth, out, *extra):
@@ -55,16 +52,12 @@ def launched(synth, tmp_path_factory):
     return root, runs, dict(zip(runs, results, strict=True))
 
 
-def _metrics(run):
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_ddp_pretraining_writes_once_and_scales_the_batch(launched):
     root, _, results = launched
     res = results["ddp"]
     assert res["world_size"] == 2 and res["global_batch"] == 8 and res["steps"] == 4  # 16 videos / 8 per step
     assert res["peak_lr"] == pytest.approx(1e-3 * 8 / 256)  # base_lr scaled by the global batch
-    assert [r["step"] for r in _metrics(root / "ddp")] == [1, 2, 3, 4]  # rank 0 alone writes
+    assert [r["step"] for r in read_metrics(root / "ddp")] == [1, 2, 3, 4]  # rank 0 alone writes
     assert len(json.loads((root / "ddp" / "results.json").read_text())["history"]) == 2
     ckpt = load_checkpoint(root / "ddp" / "checkpoint-2.pth")
     assert ckpt["world_size"] == 2 and ckpt["step"] == 4
@@ -100,7 +93,7 @@ def test_resume_in_one_process(launched, run):
     res = main([argv[0], "--resume", *argv[1:], f"train.epochs={done + 1}", "data.batch_size=8"])
     assert res["world_size"] == 1 and res["epochs"] == done + 1
     assert res["steps"] == (done + 1) * 2  # 16 videos in batches of 8
-    assert [r["step"] for r in _metrics(root / run)] == list(range(1, res["steps"] + 1))  # continued
+    assert [r["step"] for r in read_metrics(root / run)] == list(range(1, res["steps"] + 1))  # continued
 
 
 def test_resume_with_another_batch_recounts_the_steps(synth, tmp_path):
@@ -109,7 +102,7 @@ def test_resume_with_another_batch_recounts_the_steps(synth, tmp_path):
     main([*argv, "data.batch_size=4", "train.epochs=1"])  # 4 steps of 4
     res = main([argv[0], "--resume", *argv[1:], "data.batch_size=8"])  # then 2 steps of 8 per epoch
     assert res["steps"] == 4  # epoch 1 of 2 done = step 2 of 4, then 2 more
-    last = _metrics(tmp_path)[-1]
+    last = read_metrics(tmp_path)[-1]
     assert last["step"] == 4 and last["lr"] > 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_synth
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -36,10 +37,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    main(["synth", "-o", str(out), "--workers", "1", "synth.num_train=24", "synth.num_val=12",
-          "synth.num_frames=8", "synth.size=32"])  # fmt: skip
-    return out
+    return make_synth(tmp_path_factory, num_train=24, num_val=12, num_frames=8)
 
 
 def overrides(synth: Path, *extra: str) -> list[str]:

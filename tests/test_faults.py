@@ -18,7 +18,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY_RUN
+from conftest import TINY_RUN, make_synth, read_metrics
 
 import crossvideomae.data
 from crossvideomae.cli import entry, main
@@ -31,19 +31,12 @@ STEPS = 12  # 3 epochs x 32 videos / 8
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    main(["synth", "--config", "tiny", "-o", str(out), "synth.num_train=32", "synth.num_val=8",
-          "synth.num_frames=12", "synth.size=32"])  # fmt: skip
-    return out
+    return make_synth(tmp_path_factory, num_train=32, num_val=8, num_frames=12)
 
 
 def _args(synth, out, *extra):
     data = [f"data.train_list={synth / 'train.txt'}", f"data.val_list={synth / 'val.txt'}"]
     return ["pretrain", "--config", "tiny", "-o", str(out), *TINY, *data, *extra]
-
-
-def _metrics(run):
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def _weights(run):
@@ -96,14 +89,14 @@ def test_kill_9_at_a_random_step_then_resume_matches_the_uninterrupted_run(synth
     log.close()
     ckpt = latest_checkpoint(run)
     done = load_checkpoint(ckpt)["step"] if ckpt else 0
-    assert done % 4 == 0 and done <= max(r["step"] for r in _metrics(run)), f"killed after step {k}"
+    assert done % 4 == 0 and done <= max(r["step"] for r in read_metrics(run)), f"killed after step {k}"
     (run / ".checkpoint-last.pth.x1y2.tmp").write_bytes(b"half a checkpoint")  # a write the kill cut short
 
     res = main(_args(synth, run, "--resume"))
     assert res["steps"] == STEPS and res["epochs"] == 3, f"killed after step {k}"
     _assert_same_weights(_weights(run), _weights(reference))
     # one line per step: the lines of redone steps were dropped on resume, the rest are exact
-    assert _metrics(run) == _metrics(reference), f"killed after step {k}, resumed from step {done}"
+    assert read_metrics(run) == read_metrics(reference), f"killed after step {k}, resumed from step {done}"
     assert json.loads((run / "results.json").read_text())["history"] == res["history"]
     assert res["history"] == json.loads((reference / "results.json").read_text())["history"]
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
@@ -130,7 +123,9 @@ def test_sigterm_saves_at_the_next_step_and_exits_cleanly_then_resume_is_exact(s
     res = main(_args(synth, run, "--resume"))
     assert res["steps"] == STEPS and res["stopped_by"] is None
     _assert_same_weights(_weights(run), _weights(reference))
-    assert _metrics(run) == _metrics(reference), f"SIGTERM after step {k}, checkpoint at step {stopped}"
+    assert read_metrics(run) == read_metrics(reference), (
+        f"SIGTERM after step {k}, checkpoint at step {stopped}"
+    )
     # the epoch means too: the checkpoint carries the interrupted epoch's running sums
     assert res["history"] == json.loads((reference / "results.json").read_text())["history"]
 
@@ -156,7 +151,7 @@ def test_one_nan_batch_is_skipped_and_counted(synth, tmp_path, monkeypatch):
     res = main(_args(synth, tmp_path, "train.epochs=1"))
     assert res["steps"] == 4 and res["bad_steps"] == 1
     assert json.loads((tmp_path / "results.json").read_text())["bad_steps"] == 1
-    rows = _metrics(tmp_path)
+    rows = read_metrics(tmp_path)
     assert [r["bad_steps"] for r in rows] == [0, 1, 1, 1]
     assert rows[1]["total"] != rows[1]["total"]  # NaN logged for the skipped step
     assert all(r["total"] == r["total"] for r in rows[2:])  # the run carries on, finite
@@ -230,4 +225,4 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(
         res = main([*run, "--resume"])
         assert res["steps"] == STEPS
         _assert_same_weights(_weights(tmp_path), _weights(reference))
-        assert _metrics(tmp_path) == _metrics(reference)
+        assert read_metrics(tmp_path) == read_metrics(reference)

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY, TINY_RUN
+from conftest import TINY, TINY_RUN, make_synth
 
 from crossvideomae.cli import entry, main
 from crossvideomae.config import Config, ConfigError, _rules, load_config
@@ -29,10 +29,7 @@ RUN = [*TINY_RUN, "train.epochs=1"]
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    main(["synth", "--config", "tiny", "-o", str(out), "synth.num_train=16", "synth.num_val=1",
-          "synth.num_frames=12", "synth.size=32"])  # fmt: skip
-    return out
+    return make_synth(tmp_path_factory, num_train=16, num_val=1, num_frames=12)
 
 
 def _pretrain(out, train_list, *extra):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
 import torch
-from conftest import TINY_RUN
+from conftest import TINY_RUN, make_synth, read_metrics
 
 from crossvideomae.cli import main
 from crossvideomae.engine.checkpoint import load_checkpoint
@@ -17,21 +16,7 @@ MODEL = TINY_RUN
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    main(
-        [
-            "synth",
-            "--config",
-            "tiny",
-            "-o",
-            str(out),
-            "synth.num_train=32",
-            "synth.num_val=8",
-            "synth.num_frames=12",
-            "synth.size=32",
-        ]
-    )
-    return out
+    return make_synth(tmp_path_factory, num_train=32, num_val=8, num_frames=12)
 
 
 def _args(synth, out, *extra):
@@ -39,13 +24,9 @@ def _args(synth, out, *extra):
     return ["pretrain", "--config", "tiny", "-o", str(out), *MODEL, *data, *extra]
 
 
-def _metrics(run):
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_total_loss_falls_over_50_steps(synth, tmp_path):
     res = main(_args(synth, tmp_path, "train.epochs=13", "optim.warmup_epochs=1"))
-    rows = _metrics(tmp_path)
+    rows = read_metrics(tmp_path)
     assert res["steps"] == 52 and len(rows) == 52
     first = sum(r["total"] for r in rows[:8]) / 8
     last = sum(r["total"] for r in rows[-8:]) / 8
@@ -71,8 +52,8 @@ def test_resume_reproduces_the_uninterrupted_run(synth, tmp_path):
     )  # as if the run had died after epoch 2
     res = main(_args(synth, resumed, *extra, "--resume"))
     assert res["steps"] == 16
-    later = [r for r in _metrics(full) if r["step"] > 8]
-    assert [r for r in _metrics(resumed)] == later  # every loss term of every later step, exactly
+    later = [r for r in read_metrics(full) if r["step"] > 8]
+    assert [r for r in read_metrics(resumed)] == later  # every loss term of every later step, exactly
     a, b = (
         load_checkpoint(full / "checkpoint-last.pth")["model"],
         load_checkpoint(resumed / "checkpoint-last.pth")["model"],
