@@ -194,6 +194,16 @@ def random_batch(cfg: Config, device: torch.device) -> Batch:
     }
 
 
+def _adamw(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
+    """AdamW as pretraining builds it: the engine's weight-decay groups, lr scaled by this batch."""
+    return build_adamw(
+        param_groups(model, cfg.optim.weight_decay),
+        scaled_lr(cfg.optim, cfg.data.batch_size),
+        cfg.optim,
+        device,
+    )
+
+
 def autocast_for(cfg: Config, device: torch.device) -> torch.autocast:
     return torch.autocast(
         device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.train.precision == "bf16"
@@ -216,12 +226,7 @@ def pretrain_step(
     ``cuda_graphs`` that graph (forward and backward) is replayed as CUDA graphs."""
     model = build_model(cfg).to(device).train()
     criterion = CrossVideoMAELoss(cfg.loss)
-    optimizer = build_adamw(
-        param_groups(model, cfg.optim.weight_decay),
-        scaled_lr(cfg.optim, cfg.data.batch_size),
-        cfg.optim,
-        device,
-    )
+    optimizer = _adamw(model, cfg, device)
     autocast = autocast_for(cfg, device)
     net = torch.compile(model) if cfg.train.compile and not compile_loss else model
 
@@ -288,12 +293,7 @@ def videomae_step(cfg: Config, device: torch.device) -> tuple[Step, Callable[[],
     )
     hf._attn_implementation = "sdpa"
     model = VideoMAEForPreTraining(hf).to(device).train()
-    optimizer = build_adamw(
-        param_groups(model, cfg.optim.weight_decay),
-        scaled_lr(cfg.optim, cfg.data.batch_size),
-        cfg.optim,
-        device,
-    )
+    optimizer = _adamw(model, cfg, device)
     autocast = autocast_for(cfg, device)
     N, n, _, _, _ = _grids(cfg)
     B = cfg.data.batch_size
