@@ -3,7 +3,8 @@
     python benchmarks/step_matrix.py OUT_DIR VARIANT [VARIANT ...]
 
 Variants: hf (the baseline), eager, compile (the model only), compile_loss (model + loss as one graph),
-cdt (compile_loss with Inductor's coordinate-descent tuning of its Triton kernels), cudagraphs (compile_loss
+cdt (compile_loss with Inductor's coordinate-descent tuning of its Triton kernels), autotune (compile_loss with
+Inductor's max-autotune GEMMs: Triton templates that can fuse bias / GELU epilogues, cuBLAS kept as a candidate), cudagraphs (compile_loss
 replayed as CUDA graphs), cudagraphs_explicit_attn (and plain-product attention in the
 encoders, whose sequences are short), ckpt (eager + activation checkpointing), large / large_compile /
 large_cudagraphs / large_ckpt (ViT-L, batch 16), sdpa (attention backends on the step's shapes). The compiled
@@ -94,6 +95,7 @@ def main() -> None:
         return load_config("vitb_k400", BASE + list(extra))
 
     save()
+    default_backends = inductor_config.max_autotune_gemm_backends
     for name in variants:
         t0 = time.time()
         torch.compiler.reset()
@@ -114,6 +116,7 @@ def main() -> None:
                     "compile": ["train.compile=true"],
                     "compile_loss": ["train.compile=true"],
                     "cdt": ["train.compile=true"],
+                    "autotune": ["train.compile=true"],
                     "cudagraphs": ["train.compile=true"],
                     "cudagraphs_explicit_attn": ["train.compile=true"],
                     "large": ["model.size=large", "data.batch_size=16"],
@@ -124,6 +127,9 @@ def main() -> None:
                 cfg = cfg_for(*extra)
                 # cdt: Inductor tunes its Triton kernels' block shapes by coordinate descent while compiling
                 inductor_config.coordinate_descent_tuning = name == "cdt"
+                inductor_config.max_autotune_gemm = name == "autotune"
+                if name == "autotune":
+                    inductor_config.max_autotune_gemm_backends = "TRITON,ATEN"
                 graphs = name.startswith("cudagraphs") or name == "large_cudagraphs"
                 step, model = bench.pretrain_step(
                     cfg, device, compile_loss=cfg.train.compile and name != "compile", cuda_graphs=graphs
@@ -139,7 +145,7 @@ def main() -> None:
                 r = bench.summarise(r, bench.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
                 syncs = bench.host_syncs(step, batches[0], device)
                 r["host_syncs_per_step"], r["host_sync_messages"] = len(syncs), syncs[:3]
-                if name in ("compile_loss", "cdt", "cudagraphs", "cudagraphs_explicit_attn"):
+                if name in ("compile_loss", "cdt", "autotune", "cudagraphs", "cudagraphs_explicit_attn"):
                     r.update(
                         bench.profile_steps(
                             step, batches[0], 3, device, out_dir / f"profile_{name}.txt", top=25
@@ -160,6 +166,8 @@ def main() -> None:
             res["variants"][name] = {"error": repr(err)[:400]}
         finally:
             inductor_config.coordinate_descent_tuning = False
+            inductor_config.max_autotune_gemm = False
+            inductor_config.max_autotune_gemm_backends = default_backends
         save()
         print(
             f"[{name}] {json.dumps(res['variants'].get(name, res.get('sdpa')), default=str)[:600]}",
