@@ -32,6 +32,30 @@ def test_every_frame_gets_the_same_random_parameters():
         assert all(torch.equal(v2[:, 0], v2[:, t]) for t in range(1, 6)), seed  # equal frames stay equal
 
 
+def test_hue_jitter_shifts_the_colours_of_view_2_only_and_alike_on_every_frame():
+    cfg = _cfg(
+        "data.crop_scale=[1.0,1.0]",
+        "aug.randaugment=''",
+        "aug.color_jitter=0",
+        "aug.hue=0.5",
+        "aug.random_erasing=0",
+    )
+    tf = PretrainTransforms(cfg.data, cfg.aug, 32)
+    red = torch.zeros(4, 3, 32, 32, dtype=torch.uint8)
+    red[:, 0] = 200  # a pure red clip: a hue shift moves its energy to the other channels
+    torch.manual_seed(0)
+    assert torch.equal(tf.view1(red, False), tf.view1(red, False))  # view 1 is never colour-jittered
+    shifted = 0
+    for seed in range(10):
+        torch.manual_seed(seed)
+        v2 = tf.view2(red, flip=False)  # (3, T, S, S), normalised
+        assert all(torch.equal(v2[:, 0], v2[:, t]) for t in range(1, 4)), seed
+        shifted += int(not torch.allclose(v2, tf.view1(red, False), atol=1e-3))
+    assert shifted >= 8  # a uniform draw in [-0.5, 0.5] leaves red (almost) unchanged rarely
+    with pytest.raises(ValueError, match="aug.hue"):
+        _cfg("aug.hue=0.7")
+
+
 def _mirrored(view: torch.Tensor) -> bool:
     """Is the ramp (bright on the right) mirrored? view (3, T, S, S)."""
     row = view[0, 0].mean(dim=0)

@@ -103,6 +103,7 @@ class DataConfig:
 class AugConfig:
     randaugment: str = "rand-m9-n2-mstd0.5"  # timm RandAugment spec for view 2 ("" = off)
     color_jitter: float = 0.4  # view-2 brightness/contrast/saturation strength (0 = off)
+    hue: float = 0.0  # view-2 hue jitter, a shift of up to this share of the colour circle (0 = off, <= 0.5)
     random_erasing: float = 0.25  # view-2 erasing probability
     temporal_downsample: float = 0.5  # probability of view-2 temporal down-sampling by 2
     mixup: float = 0.0  # mixup alpha for view 2 (0 = off)
@@ -317,6 +318,7 @@ def _rules(c: Config):
     a = c.aug
     for name in ("color_jitter", "random_erasing", "temporal_downsample"):
         yield f"aug.{name}", 0.0 <= getattr(a, name) <= 1.0, "must be in [0, 1]"
+    yield "aug.hue", 0.0 <= a.hue <= 0.5, "must be in [0, 0.5]"
     yield (
         "aug.randaugment",
         not a.randaugment or bool(_RANDAUG.fullmatch(a.randaugment)),

@@ -75,7 +75,7 @@ class PretrainTransforms:
         )
         self.randaug = RandAugmentClip(aug.randaugment) if aug.randaugment else None
         cj = aug.color_jitter
-        self.jitter = v2.ColorJitter(cj, cj, cj) if cj > 0 else None
+        self.jitter = v2.ColorJitter(cj, cj, cj, aug.hue) if cj > 0 or aug.hue > 0 else None
         self.erase = v2.RandomErasing(p=aug.random_erasing, value=0) if aug.random_erasing > 0 else None
 
     def flip(self) -> bool:
