@@ -185,6 +185,7 @@ class SynthConfig:
     fps: int = 16
     num_objects: int = 1  # objects per video (all move the same way)
     backgrounds: int = 0  # 0 = a new background per video; N = drawn from a pool of N shared backgrounds
+    colours: int = 0  # object colours drawn from: 0 = all 8; N = the first N (1-8)
     seed: int = 0
 
 
@@ -392,6 +393,7 @@ def _rules(c: Config):
     yield "synth.fps", s.fps >= 1, "must be >= 1"
     yield "synth.seed", s.seed >= 0, "must be >= 0"
     yield "synth.backgrounds", s.backgrounds >= 0, "must be >= 0"
+    yield "synth.colours", 0 <= s.colours <= 8, "must be in [0, 8] (0 = all 8 colours)"
     yield "adapt.updates_per_batch", c.adapt.updates_per_batch >= 1, "must be >= 1"
     yield "adapt.num_batches", c.adapt.num_batches >= 0, "must be >= 0"
     yield "dist.backend", c.dist.backend in ("auto", "nccl", "gloo"), "must be auto, nccl or gloo"

@@ -115,7 +115,7 @@ def render_video(seed: int, label: int, cfg: SynthConfig) -> tuple[np.ndarray, i
 
     frames = np.repeat(bg[None], T, axis=0)  # (T, S, S, 3)
     for _ in range(cfg.num_objects):
-        colour = COLOURS[rng.integers(len(COLOURS))]
+        colour = COLOURS[rng.integers(cfg.colours or len(COLOURS))]
         radius = S * rng.uniform(0.14, 0.2)
         # travel ~0.55-0.7 of the frame over the video: several pixels per sampled frame at stride 2
         travel = S * rng.uniform(0.55, 0.7) / math.hypot(dx, dy) if (dx or dy) else 0.0
