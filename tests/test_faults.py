@@ -58,11 +58,12 @@ def reference(synth, tmp_path_factory):
     return out
 
 
-def _launch(synth, out):
-    """``python -m crossvideomae pretrain`` as its own process, its output in ``out``.log."""
+def _launch(synth, out, *extra):
+    """``python -m crossvideomae pretrain`` as its own process (and process group), its output in ``out``.log."""
     log = open(f"{out}.log", "w")
-    cmd = [sys.executable, "-m", "crossvideomae", *_args(synth, out)]
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True), log
+    cmd = [sys.executable, "-m", "crossvideomae", *_args(synth, out, *extra)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return proc, log
 
 
 def _wait_for_step(proc, run, k, timeout=240):
@@ -103,6 +104,22 @@ def test_kill_9_at_a_random_step_then_resume_matches_the_uninterrupted_run(synth
 
 
 # ------------------------------------------------------------------------------------------ preemption
+def test_ctrl_c_saves_at_the_next_step_with_loader_workers_running(synth, tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, DataLoader workers included."""
+    run = tmp_path / "run"
+    proc, log = _launch(synth, run, "data.num_workers=2")
+    _wait_for_step(proc, run, 3)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 0
+    log.close()
+    out = (run.parent / "run.log").read_text()
+    stopped = load_checkpoint(run / "checkpoint-last.pth")["step"]
+    assert out.count("Ctrl-C: saving a checkpoint at the next step boundary") == 1  # the workers ignore it
+    assert f"SIGINT: checkpoint saved at step {stopped}; continue with --resume" in out
+    assert 3 <= stopped < STEPS and "Traceback" not in out
+    assert json.loads((run / "results.json").read_text())["stopped_by"] == "SIGINT"
+
+
 def test_sigterm_saves_at_the_next_step_and_exits_cleanly_then_resume_is_exact(synth, reference, tmp_path):
     run = tmp_path / "run"
     k = random.choice([2, 5, 6, 9])  # the signal lands in step k + 1: inside an epoch

@@ -133,6 +133,9 @@ def entry() -> None:
         main(sys.argv[1:])
     except known as err:
         sys.exit(f"crossvideomae {command}: {err}")
+    except KeyboardInterrupt:  # outside training, or a second Ctrl-C there: stop at once, as asked
+        print(f"crossvideomae {command}: interrupted", file=sys.stderr)
+        sys.exit(130)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

@@ -5,7 +5,7 @@ dataset and a collate function. The loop owns the rest: device and DDP, a sample
 (seed, epoch), per-sample random streams (so a resumed run sees exactly the samples and augmentations the
 uninterrupted run would have), AdamW with warm-up + cosine per optimiser step, bf16 autocast on CUDA,
 gradient accumulation and clipping, skipping of non-finite steps, checkpoints (atomic) every
-``train.ckpt_every`` epochs, at the end and on SIGTERM / SIGUSR1, ``metrics.jsonl``, TensorBoard and a
+``train.ckpt_every`` epochs, at the end and on SIGTERM / SIGUSR1 / Ctrl-C, ``metrics.jsonl``, TensorBoard and a
 progress bar.
 """
 
@@ -15,6 +15,7 @@ import contextlib
 import json
 import random
 import signal
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -138,19 +139,34 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _ignore_sigint(worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _StopFlag:
-    """Set by SIGTERM / SIGUSR1; the loop checkpoints at the next step boundary and returns."""
+    """Set by SIGTERM / SIGUSR1 / SIGINT; the loop checkpoints at the next step boundary and returns.
+
+    A second Ctrl-C (SIGINT) while the first is pending aborts at once, as Python does by default.
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
 
     def __call__(self, signum, frame) -> None:
+        if signum == signal.SIGINT:
+            if self.signal == signal.SIGINT:
+                raise KeyboardInterrupt
+            print(
+                "\nCtrl-C: saving a checkpoint at the next step boundary (Ctrl-C again to abort without it)",
+                file=sys.stderr,
+                flush=True,
+            )
         self.signal = signum
 
     @contextlib.contextmanager
     def installed(self):
         old = {}
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
             try:
                 old[sig] = signal.signal(sig, self)
             except ValueError:  # not the main thread: leave signals alone
@@ -375,6 +391,7 @@ def fit(
                 pin_memory=device.type == "cuda",
                 drop_last=True,
                 persistent_workers=False,
+                worker_init_fn=_ignore_sigint,  # a terminal's Ctrl-C reaches the workers too: the main process decides
                 # its own stream for the workers' base seed: drawing it from the global one would make a
                 # mid-epoch resume (a new loader) draw other masks than the uninterrupted run
                 generator=torch.Generator().manual_seed(tc.seed + epoch),
