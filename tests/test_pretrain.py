@@ -28,6 +28,9 @@ def test_total_loss_falls_over_50_steps(synth, tmp_path):
     res = main(_args(synth, tmp_path, "train.epochs=13", "optim.warmup_epochs=1"))
     rows = read_metrics(tmp_path)
     assert res["steps"] == 52 and len(rows) == 52
+    assert (
+        0 < res["s_per_step"] < res["wall_time_s"] and res["peak_memory_gib"] is None
+    )  # speed; CPU: no GPU memory
     first = sum(r["total"] for r in rows[:8]) / 8
     last = sum(r["total"] for r in rows[-8:]) / 8
     assert last < 0.85 * first, (first, last)

@@ -362,6 +362,7 @@ def fit(
     log = MetricsLog(out_dir, main, start_step=state.step)
     stop = _StopFlag()
     t0 = time.time()
+    first_step = None  # (time, step) once this process's first optimiser step is done: compilation, warm-up
     last_terms: dict[str, float] = {}
     stopped_by: str | None = None
 
@@ -448,6 +449,8 @@ def fit(
                         state.consecutive_bad += 1
                     optimizer.zero_grad(set_to_none=True)
                     state.step += 1
+                    if first_step is None:
+                        first_step = (time.time(), state.step)
                     detached = {k: v.detach().float() for k, v in terms.items()}
                     if ok:
                         for k, v in detached.items():
@@ -504,6 +507,15 @@ def fit(
         "steps": state.step,
         "bad_steps": state.bad_steps,
         "wall_time_s": round(time.time() - t0, 1),
+        # after the first step, data loading and checkpoint writes included
+        "s_per_step": (
+            round((time.time() - first_step[0]) / (state.step - first_step[1]), 4)
+            if first_step and state.step > first_step[1]
+            else None
+        ),
+        "peak_memory_gib": (
+            round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
+        ),
         "final_terms": state.history[-1] if state.history else last_terms,
         "history": state.history,
         "global_batch": global_batch,
