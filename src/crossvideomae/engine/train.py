@@ -502,14 +502,15 @@ def fit(
                         old.unlink(missing_ok=True)
             D.barrier()
     log.close()
+    end = time.time()
     results: dict[str, Any] = {
         "epochs": state.epoch,
         "steps": state.step,
         "bad_steps": state.bad_steps,
-        "wall_time_s": round(time.time() - t0, 1),
+        "wall_time_s": round(end - t0, 1),
         # after the first step, data loading and checkpoint writes included
         "s_per_step": (
-            round((time.time() - first_step[0]) / (state.step - first_step[1]), 4)
+            round((end - first_step[0]) / (state.step - first_step[1]), 4)
             if first_step and state.step > first_step[1]
             else None
         ),
