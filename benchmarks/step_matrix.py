@@ -5,7 +5,8 @@
 Variants: hf (the baseline), eager, compile (the model only), compile_loss (model + loss as one graph),
 cdt (compile_loss with Inductor's coordinate-descent tuning of its Triton kernels), autotune (compile_loss with
 Inductor's max-autotune GEMMs: Triton templates that can fuse bias / GELU epilogues, cuBLAS kept as a candidate), cudagraphs (compile_loss
-replayed as CUDA graphs), cudagraphs_explicit_attn (and plain-product attention in the
+replayed as CUDA graphs), cudagraphs_aggr / cudagraphs_pointwise / cudagraphs_combo (and Inductor's aggressive
+fusion / tuned pointwise and reduction kernels / combo kernels), cudagraphs_explicit_attn (and plain-product attention in the
 encoders, whose sequences are short), ckpt (eager + activation checkpointing), large / large_compile /
 large_cudagraphs / large_ckpt (ViT-L, batch 16), sdpa (attention backends on the step's shapes). The compiled
 variants profile 3 steps (OUT_DIR/profile_VARIANT.txt; kernel groups and top kernels in the JSON); with
@@ -29,6 +30,18 @@ from torch._inductor import config as inductor_config
 from crossvideomae.config import load_config
 from crossvideomae.tasks import bench
 
+# Inductor settings of the variants that differ from compile_loss / cudagraphs only in how Inductor compiles:
+# cdt tunes its Triton kernels' block shapes by coordinate descent; autotune benchmarks Triton GEMM templates
+# (which can fuse epilogues) against cuBLAS; *_aggr fuses kernels that share no loop structure; *_pointwise
+# benchmarks several block sizes for every Triton pointwise / reduction kernel; *_combo launches independent
+# small kernels as one.
+INDUCTOR_FLAGS: dict[str, dict] = {
+    "cdt": {"coordinate_descent_tuning": True},
+    "autotune": {"max_autotune_gemm": True, "max_autotune_gemm_backends": "TRITON,ATEN"},
+    "cudagraphs_aggr": {"aggressive_fusion": True},
+    "cudagraphs_pointwise": {"max_autotune_pointwise": True},
+    "cudagraphs_combo": {"combo_kernels": True},
+}
 BASE = ["mask.video_ratio=0.9", "mask.image_ratio=0.9", "data.batch_size=32", "train.device=cuda"]
 
 
@@ -95,12 +108,12 @@ def main() -> None:
         return load_config("vitb_k400", BASE + list(extra))
 
     save()
-    default_backends = inductor_config.max_autotune_gemm_backends
     for name in variants:
         t0 = time.time()
         torch.compiler.reset()
         torch.cuda.empty_cache()
         try:
+            flags = INDUCTOR_FLAGS.get(name, {})
             if name == "sdpa":
                 res["sdpa"] = sdpa_backends(device)
                 continue
@@ -118,6 +131,9 @@ def main() -> None:
                     "cdt": ["train.compile=true"],
                     "autotune": ["train.compile=true"],
                     "cudagraphs": ["train.compile=true"],
+                    "cudagraphs_aggr": ["train.compile=true"],
+                    "cudagraphs_pointwise": ["train.compile=true"],
+                    "cudagraphs_combo": ["train.compile=true"],
                     "cudagraphs_explicit_attn": ["train.compile=true"],
                     "large": ["model.size=large", "data.batch_size=16"],
                     "large_compile": ["model.size=large", "data.batch_size=16", "train.compile=true"],
@@ -125,11 +141,6 @@ def main() -> None:
                     "large_cudagraphs": ["model.size=large", "data.batch_size=16", "train.compile=true"],
                 }[name]
                 cfg = cfg_for(*extra)
-                # cdt: Inductor tunes its Triton kernels' block shapes by coordinate descent while compiling
-                inductor_config.coordinate_descent_tuning = name == "cdt"
-                inductor_config.max_autotune_gemm = name == "autotune"
-                if name == "autotune":
-                    inductor_config.max_autotune_gemm_backends = "TRITON,ATEN"
                 graphs = name.startswith("cudagraphs") or name == "large_cudagraphs"
                 step, model = bench.pretrain_step(
                     cfg, device, compile_loss=cfg.train.compile and name != "compile", cuda_graphs=graphs
@@ -141,11 +152,15 @@ def main() -> None:
                         blk.attn.fused_attn = False
                 batches = [bench.random_batch(cfg, device)]
                 warm = 3 if cfg.train.compile else 2
-                r = bench.measure(step, batches, warm, 15, device)
+                with inductor_config.patch(flags):  # compiling happens in the first (warm-up) calls
+                    r = bench.measure(step, batches, warm, 15, device)
                 r = bench.summarise(r, bench.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
                 syncs = bench.host_syncs(step, batches[0], device)
                 r["host_syncs_per_step"], r["host_sync_messages"] = len(syncs), syncs[:3]
-                if name in ("compile_loss", "cdt", "autotune", "cudagraphs", "cudagraphs_explicit_attn"):
+                if (
+                    name in ("compile_loss", "cudagraphs_explicit_attn", *INDUCTOR_FLAGS)
+                    or name == "cudagraphs"
+                ):
                     r.update(
                         bench.profile_steps(
                             step, batches[0], 3, device, out_dir / f"profile_{name}.txt", top=25
@@ -164,10 +179,6 @@ def main() -> None:
         except Exception as err:  # keep the other variants' numbers
             traceback.print_exc()
             res["variants"][name] = {"error": repr(err)[:400]}
-        finally:
-            inductor_config.coordinate_descent_tuning = False
-            inductor_config.max_autotune_gemm = False
-            inductor_config.max_autotune_gemm_backends = default_backends
         save()
         print(
             f"[{name}] {json.dumps(res['variants'].get(name, res.get('sdpa')), default=str)[:600]}",

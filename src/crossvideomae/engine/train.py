@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,6 +364,10 @@ def fit(
     stop = _StopFlag()
     t0 = time.time()
     first_step = None  # (time, step) once this process's first optimiser step is done: compilation, warm-up
+    # seconds between consecutive optimiser steps of one epoch (the last 1000): the step itself with its data
+    # wait, without the checkpoint writes, pictures and loader restarts between epochs
+    intervals: deque[float] = deque(maxlen=1000)
+    last_step_at = None
     last_terms: dict[str, float] = {}
     stopped_by: str | None = None
 
@@ -449,8 +454,12 @@ def fit(
                         state.consecutive_bad += 1
                     optimizer.zero_grad(set_to_none=True)
                     state.step += 1
+                    now = time.time()
                     if first_step is None:
-                        first_step = (time.time(), state.step)
+                        first_step = (now, state.step)
+                    elif last_step_at is not None:
+                        intervals.append(now - last_step_at)
+                    last_step_at = now
                     detached = {k: v.detach().float() for k, v in terms.items()}
                     if ok:
                         for k, v in detached.items():
@@ -478,6 +487,7 @@ def fit(
                 state.batch_in_epoch += 1
                 bar.update(1)
             bar.close()
+            last_step_at = None  # the next epoch's first interval would include this epoch's end
             if stopped_by is not None:
                 save("checkpoint-last.pth")
                 if main:
@@ -514,6 +524,7 @@ def fit(
             if first_step and state.step > first_step[1]
             else None
         ),
+        "step_time_median_s": round(float(np.median(intervals)), 4) if intervals else None,
         "peak_memory_gib": (
             round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
         ),
