@@ -80,17 +80,25 @@ def _wait_for_step(proc, run, k, timeout=240):
 
 
 # ------------------------------------------------------------------------------------------ process killed
-def test_kill_9_at_a_random_step_then_resume_matches_the_uninterrupted_run(synth, reference, tmp_path):
+@pytest.mark.parametrize("every", [0, 3], ids=["epoch-checkpoints", "every-3-steps"])
+def test_kill_9_at_a_random_step_then_resume_matches_the_uninterrupted_run(synth, reference, tmp_path, every):
+    """With ``train.ckpt_every_steps=3`` the newest checkpoint may sit inside an epoch (steps 3, 6, 9 of 4-step
+    epochs): a kill loses at most 3 steps, and the resumed run is still exact."""
     run = tmp_path / "run"
-    k = random.randint(2, STEPS - 2)
-    proc, log = _launch(synth, run)
+    # with step checkpoints: right after step 7 or 10, when the newest (6 or 9) sits inside an epoch
+    k = random.choice([7, 10]) if every else random.randint(2, STEPS - 2)
+    proc, log = _launch(synth, run, f"train.ckpt_every_steps={every}")
     _wait_for_step(proc, run, k)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, f"killed after step {k}"
     log.close()
     ckpt = latest_checkpoint(run)
     done = load_checkpoint(ckpt)["step"] if ckpt else 0
-    assert done % 4 == 0 and done <= max(r["step"] for r in read_metrics(run)), f"killed after step {k}"
+    logged = max(r["step"] for r in read_metrics(run))
+    on_schedule = done % 4 == 0 or (every and done % every == 0)
+    assert on_schedule and logged - (every or 4) <= done <= logged, (
+        f"killed after step {logged}, saved {done}"
+    )
     (run / ".checkpoint-last.pth.x1y2.tmp").write_bytes(b"half a checkpoint")  # a write the kill cut short
 
     res = main(_args(synth, run, "--resume"))
@@ -101,6 +109,31 @@ def test_kill_9_at_a_random_step_then_resume_matches_the_uninterrupted_run(synth
     assert json.loads((run / "results.json").read_text())["history"] == res["history"]
     assert res["history"] == json.loads((reference / "results.json").read_text())["history"]
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+def test_step_checkpoints_land_between_steps_and_epoch_ends_still_save(synth, tmp_path, monkeypatch):
+    import crossvideomae.engine.train as train
+
+    saved, real = [], train.save_checkpoint
+
+    def spy(path, ckpt):
+        saved.append((path.name, ckpt["step"], ckpt["batch_in_epoch"]))
+        real(path, ckpt)
+
+    monkeypatch.setattr(train, "save_checkpoint", spy)
+    main(_args(synth, tmp_path, "train.ckpt_every_steps=3"))
+    last = "checkpoint-last.pth"
+    assert saved == [
+        (last, 3, 3),  # inside epoch 0, before step 4
+        ("checkpoint-1.pth", 4, 0),
+        (last, 4, 0),
+        (last, 6, 2),
+        ("checkpoint-2.pth", 8, 0),
+        (last, 8, 0),
+        (last, 9, 1),
+        ("checkpoint-3.pth", 12, 0),  # step 12 is due too: the end-of-run checkpoint covers it
+        (last, 12, 0),
+    ]
 
 
 # ------------------------------------------------------------------------------------------ preemption

@@ -132,6 +132,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10  # steps between metrics.jsonl lines
     ckpt_every: int = 1  # epochs between checkpoints
+    ckpt_every_steps: int = 0  # also overwrite checkpoint-last.pth every N optimiser steps (0 = off)
     keep_checkpoints: int = 2  # newest epoch checkpoints kept on disk
     viz_every: int = 0  # epochs between reconstruction pictures (0 = only at the end)
     max_bad_steps: int = 5  # consecutive non-finite steps before the run stops
@@ -347,6 +348,7 @@ def _rules(c: Config):
     yield "train.precision", tr.precision in ("bf16", "fp32"), "must be bf16 or fp32"
     yield "train.log_every", tr.log_every >= 1, "must be >= 1"
     yield "train.ckpt_every", tr.ckpt_every >= 1, "must be >= 1"
+    yield "train.ckpt_every_steps", tr.ckpt_every_steps >= 0, "must be >= 0 (0 = off)"
     yield "train.keep_checkpoints", tr.keep_checkpoints >= 1, "must be >= 1"
     yield "train.viz_every", tr.viz_every >= 0, "must be >= 0"
     yield "train.max_bad_steps", tr.max_bad_steps >= 1, "must be >= 1"

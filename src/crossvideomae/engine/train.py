@@ -5,7 +5,7 @@ dataset and a collate function. The loop owns the rest: device and DDP, a sample
 (seed, epoch), per-sample random streams (so a resumed run sees exactly the samples and augmentations the
 uninterrupted run would have), AdamW with warm-up + cosine per optimiser step, bf16 autocast on CUDA,
 gradient accumulation and clipping, skipping of non-finite steps, checkpoints (atomic) every
-``train.ckpt_every`` epochs, at the end and on SIGTERM / SIGUSR1 / Ctrl-C, ``metrics.jsonl``, TensorBoard and a
+``train.ckpt_every`` epochs (and every ``train.ckpt_every_steps`` steps when set), at the end and on SIGTERM / SIGUSR1 / Ctrl-C, ``metrics.jsonl``, TensorBoard and a
 progress bar.
 """
 
@@ -370,6 +370,7 @@ def fit(
     last_step_at = None
     last_terms: dict[str, float] = {}
     stopped_by: str | None = None
+    save_due = False  # train.ckpt_every_steps: a step checkpoint is written before the next step
 
     def save(name: str) -> None:
         # the epoch's running sums as the mean over ranks: a resume inside the epoch continues them on every
@@ -425,6 +426,9 @@ def fit(
                         signal.Signals(stop.signal).name if stop.signal else "a signal to another rank"
                     )
                     break
+                if save_due:  # where a SIGTERM would save: between steps, before this batch's step
+                    save("checkpoint-last.pth")
+                    save_due = False
                 if bad_videos is not None:
                     bad_videos.update(batch.get("skipped", []))
                     bad_videos.check(len(items))
@@ -454,6 +458,7 @@ def fit(
                         state.consecutive_bad += 1
                     optimizer.zero_grad(set_to_none=True)
                     state.step += 1
+                    save_due = save_due or (tc.ckpt_every_steps > 0 and state.step % tc.ckpt_every_steps == 0)
                     now = time.time()
                     if first_step is None:
                         first_step = (now, state.step)
@@ -507,6 +512,7 @@ def fit(
             if state.epoch % tc.ckpt_every == 0 or state.epoch == tc.epochs:
                 save(f"checkpoint-{state.epoch}.pth")
                 save("checkpoint-last.pth")
+                save_due = False
                 if main:
                     for old in epoch_checkpoints(out_dir)[: -tc.keep_checkpoints]:
                         old.unlink(missing_ok=True)
