@@ -137,8 +137,9 @@ def test_step_checkpoints_land_between_steps_and_epoch_ends_still_save(synth, tm
 
 
 # ------------------------------------------------------------------------------------------ preemption
-def test_ctrl_c_saves_at_the_next_step_with_loader_workers_running(synth, tmp_path):
-    """A terminal's Ctrl-C reaches the whole process group, DataLoader workers included."""
+def test_ctrl_c_saves_at_the_next_step_with_loader_workers_running(synth, reference, tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, DataLoader workers included; the resumed run (with
+    workers) ends as the uninterrupted one (without)."""
     run = tmp_path / "run"
     proc, log = _launch(synth, run, "data.num_workers=2")
     _wait_for_step(proc, run, 3)
@@ -151,6 +152,11 @@ def test_ctrl_c_saves_at_the_next_step_with_loader_workers_running(synth, tmp_pa
     assert f"SIGINT: checkpoint saved at step {stopped}; continue with --resume" in out
     assert 3 <= stopped < STEPS and "Traceback" not in out
     assert json.loads((run / "results.json").read_text())["stopped_by"] == "SIGINT"
+    # one loader for the whole run, its 2 workers fetching across epoch ends, gives what no workers give
+    res = main(_args(synth, run, "data.num_workers=2", "--resume"))
+    assert res["steps"] == STEPS
+    _assert_same_weights(_weights(run), _weights(reference))
+    assert read_metrics(run) == read_metrics(reference)
 
 
 def test_sigterm_saves_at_the_next_step_and_exits_cleanly_then_resume_is_exact(synth, reference, tmp_path):

@@ -12,6 +12,7 @@ progress bar.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import random
 import signal
@@ -61,6 +62,7 @@ class SeededItems(Dataset):
 
     Augmentations then depend on neither the worker count nor the items fetched before, so skipping the
     consumed part of an epoch on resume reproduces the rest exactly. The caller's RNG state is restored.
+    Keys are ``(epoch, index)`` pairs (:class:`RunIndices`), or an index of epoch ``self.epoch``.
     """
 
     def __init__(self, dataset: Dataset, seed: int):
@@ -74,8 +76,9 @@ class SeededItems(Dataset):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
-    def __getitem__(self, index: int) -> Any:
-        item_seed = zlib.crc32(f"{self.seed}/{self.epoch}/{index}".encode())
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        item_seed = zlib.crc32(f"{self.seed}/{epoch}/{index}".encode())
         with torch.random.fork_rng(devices=[]):
             py_state, np_state = random.getstate(), np.random.get_state()
             torch.manual_seed(item_seed)
@@ -88,20 +91,27 @@ class SeededItems(Dataset):
                 np.random.set_state(np_state)
 
 
-class _Skip(Sampler[int]):
-    """The indices of ``sampler`` after the first ``skip``."""
+class RunIndices(Sampler[tuple[int, int]]):
+    """The ``(epoch, index)`` keys of the rest of a run, for one DataLoader that lives as long as the run (its
+    workers are started once, and they fetch the next epoch's first batches while an epoch ends).
 
-    def __init__(self, sampler: Sampler[int], skip: int):
-        self.sampler, self.skip = sampler, skip
+    Epoch ``e`` gives the first ``per_epoch`` indices of ``sampler`` set to epoch ``e`` (whole batches, so no
+    batch spans two epochs); the run starts at ``start_epoch`` after its first ``skip`` indices (a resume).
+    """
 
-    def __iter__(self) -> Iterator[int]:
-        it = iter(self.sampler)
-        for _ in range(self.skip):
-            next(it, None)
-        yield from it
+    def __init__(self, sampler: DistributedSampler, start_epoch: int, skip: int, epochs: int, per_epoch: int):
+        self.sampler, self.start_epoch, self.skip = sampler, start_epoch, skip
+        self.epochs, self.per_epoch = epochs, per_epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for epoch in range(self.start_epoch, self.epochs):
+            self.sampler.set_epoch(epoch)
+            first = self.skip if epoch == self.start_epoch else 0
+            for index in itertools.islice(self.sampler, first, self.per_epoch):
+                yield epoch, index
 
     def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
+        return max(0, (self.epochs - self.start_epoch) * self.per_epoch - self.skip)
 
 
 # ------------------------------------------------------------------------------------------------ state
@@ -365,7 +375,7 @@ def fit(
     t0 = time.time()
     first_step = None  # (time, step) once this process's first optimiser step is done: compilation, warm-up
     # seconds between consecutive optimiser steps of one epoch (the last 1000): the step itself with its data
-    # wait, without the checkpoint writes, pictures and loader restarts between epochs
+    # wait, without the checkpoint writes and pictures between epochs
     intervals: deque[float] = deque(maxlen=1000)
     last_step_at = None
     last_terms: dict[str, float] = {}
@@ -383,26 +393,26 @@ def fit(
             ckpt["world_size"] = D.world_size()
             save_checkpoint(out_dir / name, ckpt)
 
+    loader = DataLoader(
+        items,
+        batch_size=bs,
+        sampler=RunIndices(
+            sampler, state.epoch, state.batch_in_epoch * bs, tc.epochs, batches_per_epoch * bs
+        ),
+        collate_fn=collate,
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        worker_init_fn=_ignore_sigint,  # a terminal's Ctrl-C reaches the workers too: the main process decides
+        # its own stream for the workers' base seed: drawing it from the global one would make a resumed run
+        # draw other masks than the uninterrupted run (the items have their own streams, see SeededItems)
+        generator=torch.Generator().manual_seed(tc.seed),
+    )
+    batches = iter(loader)
     with stop.installed():
         while state.epoch < tc.epochs and stopped_by is None:
             epoch = state.epoch
-            sampler.set_epoch(epoch)
-            items.epoch = epoch
             skip = state.batch_in_epoch
-            loader = DataLoader(
-                items,
-                batch_size=bs,
-                sampler=_Skip(sampler, skip * bs),
-                collate_fn=collate,
-                num_workers=cfg.data.num_workers,
-                pin_memory=device.type == "cuda",
-                drop_last=True,
-                persistent_workers=False,
-                worker_init_fn=_ignore_sigint,  # a terminal's Ctrl-C reaches the workers too: the main process decides
-                # its own stream for the workers' base seed: drawing it from the global one would make a
-                # mid-epoch resume (a new loader) draw other masks than the uninterrupted run
-                generator=torch.Generator().manual_seed(tc.seed + epoch),
-            )
             sums = {k: torch.tensor(v, device=device) for k, v in state.epoch_sums.items()} if skip else {}
             n_sums = state.epoch_good_steps if skip else 0
             quiet = {} if main else {"disable": True}  # rank 0 leaves it to tqdm (and TQDM_DISABLE)
@@ -416,9 +426,7 @@ def fit(
             )
             last_batch = None
             micro = 0
-            for batch in loader:
-                if state.batch_in_epoch >= batches_per_epoch:
-                    break
+            for batch in itertools.islice(batches, max(0, batches_per_epoch - skip)):
                 if D.any_rank(
                     stop.signal is not None
                 ):  # before a step: one in the last step lets the epoch end first
@@ -517,6 +525,7 @@ def fit(
                     for old in epoch_checkpoints(out_dir)[: -tc.keep_checkpoints]:
                         old.unlink(missing_ok=True)
             D.barrier()
+    del batches  # stops the loader's workers
     log.close()
     end = time.time()
     results: dict[str, Any] = {
