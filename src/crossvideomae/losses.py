@@ -29,9 +29,12 @@ def _gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All-gather along the batch with gradients; returns (global tensor, offset of this rank's rows)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x, 0
-    from torch.distributed.nn.functional import all_gather
+    import torch.distributed._functional_collectives as fc
 
-    return torch.cat(all_gather(x.contiguous())), dist.get_rank() * x.shape[0]
+    # backward sums every rank's gradient of this rank's rows; the name each torch recommends (2.14 deprecates
+    # the other one and torch.distributed.nn.functional.all_gather)
+    gather = getattr(fc, "all_gather_single_autograd", None) or fc.all_gather_tensor_autograd
+    return gather(x.contiguous(), gather_dim=0, group=dist.group.WORLD), dist.get_rank() * x.shape[0]
 
 
 def nt_xent(a: torch.Tensor, p: torch.Tensor, tau: float, global_negatives: bool = True) -> torch.Tensor:
