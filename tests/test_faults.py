@@ -159,6 +159,31 @@ def test_ctrl_c_saves_at_the_next_step_with_loader_workers_running(synth, refere
     assert read_metrics(run) == read_metrics(reference)
 
 
+def test_ctrl_c_under_torchrun_saves_one_checkpoint_for_both_ranks(synth, tmp_path):
+    """A terminal's Ctrl-C reaches torchrun's agent and both ranks; the agent then sends SIGTERM to the ranks.
+    They agree (an all-reduce of the flag) on the step to stop at, save it once and exit 0."""
+    run = tmp_path / "run"
+    log = open(f"{run}.log", "w")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+           "crossvideomae", *_args(synth, run, "train.epochs=20")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env
+    )
+    _wait_for_step(proc, run, 3)
+    os.killpg(proc.pid, signal.SIGINT)
+    code = proc.wait(timeout=120)
+    log.close()
+    out = (run.parent / "run.log").read_text()
+    ckpt = load_checkpoint(run / "checkpoint-last.pth")
+    stopped = ckpt["step"]
+    assert ckpt["world_size"] == 2 and 3 <= stopped < 40, out[-3000:]
+    assert f"checkpoint saved at step {stopped}; continue with --resume" in out, out[-3000:]
+    assert json.loads((run / "results.json").read_text())["stopped_by"] in ("SIGINT", "SIGTERM")
+    assert [r["step"] for r in read_metrics(run)] == list(range(1, stopped + 1))
+    print(f"torchrun exit status {code}")
+
+
 def test_sigterm_saves_at_the_next_step_and_exits_cleanly_then_resume_is_exact(synth, reference, tmp_path):
     run = tmp_path / "run"
     k = random.choice([2, 5, 6, 9])  # the signal lands in step k + 1: inside an epoch
