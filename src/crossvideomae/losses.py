@@ -31,10 +31,16 @@ def _gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
         return x, 0
     import torch.distributed._functional_collectives as fc
 
-    # backward sums every rank's gradient of this rank's rows; the name each torch recommends (2.14 deprecates
-    # the other one and torch.distributed.nn.functional.all_gather)
-    gather = getattr(fc, "all_gather_single_autograd", None) or fc.all_gather_tensor_autograd
-    return gather(x.contiguous(), gather_dim=0, group=dist.group.WORLD), dist.get_rank() * x.shape[0]
+    # backward: every rank's gradient of this rank's rows, summed. torch >= 2.14 deprecates
+    # torch.distributed.nn.functional.all_gather for all_gather_single_autograd; torch 2.11's predecessor of
+    # that (all_gather_tensor_autograd) fails on a non-contiguous incoming gradient, so older torch keeps the
+    # legacy function
+    offset = dist.get_rank() * x.shape[0]
+    if hasattr(fc, "all_gather_single_autograd"):
+        return fc.all_gather_single_autograd(x.contiguous(), 0, dist.group.WORLD), offset
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous())), offset
 
 
 def nt_xent(a: torch.Tensor, p: torch.Tensor, tau: float, global_negatives: bool = True) -> torch.Tensor:
