@@ -186,3 +186,15 @@ def test_extraction_on_two_ranks_is_in_dataset_order_without_padding(cases):
     assert broken["index"].tolist() == [0, 1, 2, 4, 5, 6, 7, 8]
     assert torch.equal(broken["f"][:, 0], broken["index"].double().float())
     assert broken["skipped"] == 1
+
+
+def test_more_processes_than_gpus_is_an_error_that_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(
+        ValueError, match=r"LOCAL_RANK=1, but this machine shows 1 CUDA device\(s\).*--nproc_per_node 1"
+    ):
+        D.init_distributed("auto")
+    assert not D.is_distributed()

@@ -46,7 +46,14 @@ def init_distributed(backend: str = "auto") -> torch.device | None:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     use_cuda = torch.cuda.is_available() and backend != "gloo"
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if use_cuda else None
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda and local >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ValueError(
+            f"LOCAL_RANK={local}, but this machine shows {n} CUDA device(s): start at most {n} processes per "
+            f"node (torchrun --nproc_per_node {n}), or run the processes on the CPU with dist.backend=gloo"
+        )
+    device = torch.device("cuda", local) if use_cuda else None
     if is_distributed():  # a second command in the same process (e.g. readout's sub-runs)
         return device
     if backend == "auto":
