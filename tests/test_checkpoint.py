@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import os
 import pickle
 
 import pytest
@@ -16,6 +18,7 @@ from crossvideomae.cli import main
 from crossvideomae.config import to_dict
 from crossvideomae.engine.checkpoint import (
     CheckpointError,
+    atomic_link,
     atomic_write,
     latest_checkpoint,
     load_checkpoint,
@@ -89,6 +92,26 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
         atomic_write(path, broken)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-hard-links"])
+def test_atomic_link_gives_a_file_a_second_name_and_replaces_the_old_one(tmp_path, monkeypatch, links):
+    new, last = tmp_path / "checkpoint-2.pth", tmp_path / "checkpoint-last.pth"
+    save_checkpoint(tmp_path / "checkpoint-1.pth", {"step": 1})
+    atomic_link(tmp_path / "checkpoint-1.pth", last)
+    save_checkpoint(new, {"step": 2})
+    if not links:  # a file system without hard links (some network mounts): an atomic copy instead
+
+        def no_links(src, dst):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_links)
+    atomic_link(new, last)
+    assert load_checkpoint(last)["step"] == 2 and last.samefile(new) == links
+    (tmp_path / "checkpoint-1.pth").unlink()  # keep_checkpoints deletes old epochs; the newest stays
+    new.unlink()
+    assert load_checkpoint(last)["step"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-last.pth"]  # no temporary file left behind
 
 
 def test_resume_skips_a_truncated_newest_checkpoint(tmp_path):

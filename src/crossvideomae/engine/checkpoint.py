@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,11 @@ def atomic_write(path: str | Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -67,6 +72,26 @@ def atomic_write(path: str | Path, write) -> None:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
+
+
+def atomic_link(src: str | Path, dst: str | Path) -> None:
+    """Make ``dst`` the file ``src`` is, without writing it again: a hard link under a temporary name, renamed
+    over ``dst`` (atomic, like :func:`atomic_write`). Where the file system has no hard links, an atomic copy."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+    except OSError:
+        with open(src, "rb") as f:
+            atomic_write(dst, lambda out: shutil.copyfileobj(f, out, 16 << 20))
+        return
+    try:
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(dst.parent)
 
 
 _np_core = getattr(np, "_core", None) or np.core

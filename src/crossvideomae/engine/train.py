@@ -35,6 +35,7 @@ from ..config import Config, to_dict
 from . import distributed as D
 from .checkpoint import (
     CheckpointError,
+    atomic_link,
     atomic_write,
     epoch_checkpoints,
     latest_checkpoint,
@@ -519,7 +520,8 @@ def fit(
                         hooks.on_epoch_end(epoch, full, last_batch, log)
             if state.epoch % tc.ckpt_every == 0 or state.epoch == tc.epochs:
                 save(f"checkpoint-{state.epoch}.pth")
-                save("checkpoint-last.pth")
+                if main:  # the same state: a second name for the file, not a second write (or FSDP gather)
+                    atomic_link(out_dir / f"checkpoint-{state.epoch}.pth", out_dir / "checkpoint-last.pth")
                 save_due = False
                 if main:
                     for old in epoch_checkpoints(out_dir)[: -tc.keep_checkpoints]:
