@@ -166,8 +166,9 @@ def test_repeated_augmentation_draws_differ(synth):
 
     cfg = load_config("tiny", overrides(synth))
     items = SeededItems(Repeated(build_eval_dataset(cfg, str(synth / "train.txt"), train=True), 2), seed=0)
-    item = items[3]
+    item = items[0, 3]  # (epoch, index)
     assert item["video"].shape[0] == 2 and not torch.equal(item["video"][0], item["video"][1])
-    torch.testing.assert_close(items[3]["video"], item["video"])  # reproducible per (seed, epoch, index)
-    batch = repeated_collate([items[0], items[1]])
+    torch.testing.assert_close(items[0, 3]["video"], item["video"])  # reproducible per (seed, epoch, index)
+    assert not torch.equal(items[1, 3]["video"], item["video"])  # another epoch, other draws
+    batch = repeated_collate([items[0, 0], items[0, 1]])
     assert batch["video"].shape[0] == 4 and batch["index"].tolist() == [0, 0, 1, 1]

@@ -5,8 +5,8 @@ dataset and a collate function. The loop owns the rest: device and DDP, a sample
 (seed, epoch), per-sample random streams (so a resumed run sees exactly the samples and augmentations the
 uninterrupted run would have), AdamW with warm-up + cosine per optimiser step, bf16 autocast on CUDA,
 gradient accumulation and clipping, skipping of non-finite steps, checkpoints (atomic) every
-``train.ckpt_every`` epochs (and every ``train.ckpt_every_steps`` steps when set), at the end and on SIGTERM / SIGUSR1 / Ctrl-C, ``metrics.jsonl``, TensorBoard and a
-progress bar.
+``train.ckpt_every`` epochs (and every ``train.ckpt_every_steps`` steps when set), at the end and on SIGTERM /
+SIGUSR1 / Ctrl-C, ``metrics.jsonl``, TensorBoard and a progress bar.
 """
 
 from __future__ import annotations
@@ -63,11 +63,11 @@ class SeededItems(Dataset):
 
     Augmentations then depend on neither the worker count nor the items fetched before, so skipping the
     consumed part of an epoch on resume reproduces the rest exactly. The caller's RNG state is restored.
-    Keys are ``(epoch, index)`` pairs (:class:`RunIndices`), or an index of epoch ``self.epoch``.
+    Keys are ``(epoch, index)`` pairs (:class:`RunIndices`).
     """
 
     def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
+        self.dataset, self.seed = dataset, seed
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -77,8 +77,8 @@ class SeededItems(Dataset):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> Any:
-        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
         item_seed = zlib.crc32(f"{self.seed}/{epoch}/{index}".encode())
         with torch.random.fork_rng(devices=[]):
             py_state, np_state = random.getstate(), np.random.get_state()
@@ -520,10 +520,9 @@ def fit(
                         hooks.on_epoch_end(epoch, full, last_batch, log)
             if state.epoch % tc.ckpt_every == 0 or state.epoch == tc.epochs:
                 save(f"checkpoint-{state.epoch}.pth")
+                save_due = False
                 if main:  # the same state: a second name for the file, not a second write (or FSDP gather)
                     atomic_link(out_dir / f"checkpoint-{state.epoch}.pth", out_dir / "checkpoint-last.pth")
-                save_due = False
-                if main:
                     for old in epoch_checkpoints(out_dir)[: -tc.keep_checkpoints]:
                         old.unlink(missing_ok=True)
             D.barrier()
