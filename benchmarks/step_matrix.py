@@ -128,17 +128,13 @@ def main() -> None:
                     "ckpt": ["model.grad_checkpointing=true"],
                     "compile": ["train.compile=true"],
                     "compile_loss": ["train.compile=true"],
-                    "cdt": ["train.compile=true"],
-                    "autotune": ["train.compile=true"],
                     "cudagraphs": ["train.compile=true"],
-                    "cudagraphs_aggr": ["train.compile=true"],
-                    "cudagraphs_pointwise": ["train.compile=true"],
-                    "cudagraphs_combo": ["train.compile=true"],
                     "cudagraphs_explicit_attn": ["train.compile=true"],
                     "large": ["model.size=large", "data.batch_size=16"],
                     "large_compile": ["model.size=large", "data.batch_size=16", "train.compile=true"],
                     "large_ckpt": ["model.size=large", "data.batch_size=16", "model.grad_checkpointing=true"],
                     "large_cudagraphs": ["model.size=large", "data.batch_size=16", "train.compile=true"],
+                    **{v: ["train.compile=true"] for v in INDUCTOR_FLAGS},  # compile_loss, compiled otherwise
                 }[name]
                 cfg = cfg_for(*extra)
                 graphs = name.startswith("cudagraphs") or name == "large_cudagraphs"
@@ -157,10 +153,7 @@ def main() -> None:
                 r = bench.summarise(r, bench.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
                 syncs = bench.host_syncs(step, batches[0], device)
                 r["host_syncs_per_step"], r["host_sync_messages"] = len(syncs), syncs[:3]
-                if (
-                    name in ("compile_loss", "cudagraphs_explicit_attn", *INDUCTOR_FLAGS)
-                    or name == "cudagraphs"
-                ):
+                if name in ("compile_loss", "cudagraphs", "cudagraphs_explicit_attn", *INDUCTOR_FLAGS):
                     r.update(
                         bench.profile_steps(
                             step, batches[0], 3, device, out_dir / f"profile_{name}.txt", top=25
