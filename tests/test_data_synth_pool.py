@@ -1,12 +1,12 @@
-"""synth.backgrounds: a shared pool of backgrounds instead of one per video."""
+"""synth.backgrounds and synth.colours: shared pools of backgrounds and object colours."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from crossvideomae.config import SynthConfig
-from crossvideomae.data.synth import render_video
+from crossvideomae.config import SynthConfig, load_config
+from crossvideomae.data.synth import COLOURS, render_video
 
 
 def _background_estimate(frames: np.ndarray) -> np.ndarray:
@@ -24,8 +24,6 @@ def test_background_pool_shares_backgrounds_across_videos():
 
 
 def test_colour_pool_limits_object_colours():
-    from crossvideomae.data.synth import COLOURS
-
     def count(frames, colour):  # pixels drawn in exactly this colour (objects are painted flat)
         return int((frames == colour.round().astype(np.uint8)).all(axis=-1).sum())
 
@@ -36,7 +34,5 @@ def test_colour_pool_limits_object_colours():
             frames = render_video(seed, 0, cfg)[0]  # (T, S, S, 3) uint8, before any encoding
             used |= {k for k in range(len(COLOURS)) if count(frames, COLOURS[k]) > 0}
         assert used == ({0} if colours == 1 else set(range(len(COLOURS)))), (colours, used)
-    from crossvideomae.config import load_config
-
     with pytest.raises(ValueError, match="synth.colours"):
         load_config(None, ["synth.colours=9"])

@@ -31,7 +31,7 @@ def test_total_loss_falls_over_50_steps(synth, tmp_path):
     assert (
         0 < res["s_per_step"] < res["wall_time_s"] and res["peak_memory_gib"] is None
     )  # speed; CPU: no GPU memory
-    # the median step interval leaves out each epoch's end (loader restart, checkpoint writes, pictures)
+    # the median step interval leaves out each epoch's end (checkpoint writes, pictures)
     assert 0 < res["step_time_median_s"] < res["s_per_step"]
     first = sum(r["total"] for r in rows[:8]) / 8
     last = sum(r["total"] for r in rows[-8:]) / 8
