@@ -5,7 +5,8 @@
 Variants: hf (the baseline), eager, compile (the model only), compile_loss (model + loss as one graph),
 cdt (compile_loss with Inductor's coordinate-descent tuning of its Triton kernels), autotune (compile_loss with
 Inductor's max-autotune GEMMs: Triton templates that can fuse bias / GELU epilogues, cuBLAS kept as a candidate), cudagraphs (compile_loss
-replayed as CUDA graphs), cudagraphs_aggr / cudagraphs_pointwise / cudagraphs_combo (and Inductor's aggressive
+replayed as CUDA graphs), compile_fused / cudagraphs_fused (compile_loss / cudagraphs with every MLP
+switched to the experimental benchmarks/fused_mlp.py: GELU fused into Triton matrix products), cudagraphs_aggr / cudagraphs_pointwise / cudagraphs_combo (and Inductor's aggressive
 fusion / tuned pointwise and reduction kernels / combo kernels), cudagraphs_explicit_attn (and plain-product attention in the
 encoders, whose sequences are short), ckpt (eager + activation checkpointing), large / large_compile /
 large_cudagraphs / large_ckpt (ViT-L, batch 16), sdpa (attention backends on the step's shapes). The compiled
@@ -25,6 +26,7 @@ import traceback
 from pathlib import Path
 
 import torch
+from fused_mlp import use_fused_mlp  # benchmarks/fused_mlp.py, next to this script
 from torch._inductor import config as inductor_config
 
 from crossvideomae.config import load_config
@@ -130,6 +132,8 @@ def main() -> None:
                     "compile_loss": ["train.compile=true"],
                     "cudagraphs": ["train.compile=true"],
                     "cudagraphs_explicit_attn": ["train.compile=true"],
+                    "compile_fused": ["train.compile=true"],
+                    "cudagraphs_fused": ["train.compile=true"],
                     "large": ["model.size=large", "data.batch_size=16"],
                     "large_compile": ["model.size=large", "data.batch_size=16", "train.compile=true"],
                     "large_ckpt": ["model.size=large", "data.batch_size=16", "model.grad_checkpointing=true"],
@@ -141,6 +145,8 @@ def main() -> None:
                 step, model = bench.pretrain_step(
                     cfg, device, compile_loss=cfg.train.compile and name != "compile", cuda_graphs=graphs
                 )
+                if name.endswith("_fused"):  # before the first call, where compiling happens
+                    use_fused_mlp(model)
                 if (
                     name == "cudagraphs_explicit_attn"
                 ):  # short sequences: do plain products beat fused kernels?
@@ -153,7 +159,14 @@ def main() -> None:
                 r = bench.summarise(r, bench.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
                 syncs = bench.host_syncs(step, batches[0], device)
                 r["host_syncs_per_step"], r["host_sync_messages"] = len(syncs), syncs[:3]
-                if name in ("compile_loss", "cudagraphs", "cudagraphs_explicit_attn", *INDUCTOR_FLAGS):
+                if name in (
+                    "compile_loss",
+                    "compile_fused",
+                    "cudagraphs",
+                    "cudagraphs_fused",
+                    "cudagraphs_explicit_attn",
+                    *INDUCTOR_FLAGS,
+                ):
                     r.update(
                         bench.profile_steps(
                             step, batches[0], 3, device, out_dir / f"profile_{name}.txt", top=25
