@@ -6,11 +6,11 @@ Variants: hf (the baseline), eager, compile (the model only), compile_loss (mode
 cdt (compile_loss with Inductor's coordinate-descent tuning of its Triton kernels), autotune (compile_loss with
 Inductor's max-autotune GEMMs: Triton templates that can fuse bias / GELU epilogues, cuBLAS kept as a candidate), cudagraphs (compile_loss
 replayed as CUDA graphs), compile_fused / cudagraphs_fused (compile_loss / cudagraphs with every MLP
-switched to the experimental benchmarks/fused_mlp.py: GELU fused into Triton matrix products), cudagraphs_aggr / cudagraphs_pointwise / cudagraphs_combo (and Inductor's aggressive
-fusion / tuned pointwise and reduction kernels / combo kernels), cudagraphs_explicit_attn (and plain-product attention in the
+switched to the experimental benchmarks/fused_mlp.py: GELU fused into Triton matrix products), cudagraphs_aggr / cudagraphs_pointwise / cudagraphs_combo / cudagraphs_pdl (and Inductor's aggressive
+fusion / tuned pointwise and reduction kernels / combo kernels / programmatic dependent launch), cudagraphs_explicit_attn (and plain-product attention in the
 encoders, whose sequences are short), ckpt (eager + activation checkpointing), large / large_compile /
 large_cudagraphs / large_ckpt (ViT-L, batch 16), sdpa (attention backends on the step's shapes). The compiled
-variants profile 3 steps (OUT_DIR/profile_VARIANT.txt; kernel groups and top kernels in the JSON); with
+variants profile 3 steps (OUT_DIR/profile_VARIANT.txt; kernel groups and top kernels in the JSON; NO_PROFILE=1 skips it); with
 LOADER_LIST set, compile_loss also runs fed by the real loader (WORKERS processes, default 15). Writes OUT_DIR/matrix.json after every variant and prints a table at the end.
 Setting: ViT-B/16, 16x224x224, batch 32, video and image mask 0.9 (issue 7).
 """
@@ -36,13 +36,14 @@ from crossvideomae.tasks import bench
 # cdt tunes its Triton kernels' block shapes by coordinate descent; autotune benchmarks Triton GEMM templates
 # (which can fuse epilogues) against cuBLAS; *_aggr fuses kernels that share no loop structure; *_pointwise
 # benchmarks several block sizes for every Triton pointwise / reduction kernel; *_combo launches independent
-# small kernels as one.
+# small kernels as one; *_pdl lets each kernel start while the previous one drains (programmatic dependent launch, Hopper).
 INDUCTOR_FLAGS: dict[str, dict] = {
     "cdt": {"coordinate_descent_tuning": True},
     "autotune": {"max_autotune_gemm": True, "max_autotune_gemm_backends": "TRITON,ATEN"},
     "cudagraphs_aggr": {"aggressive_fusion": True},
     "cudagraphs_pointwise": {"max_autotune_pointwise": True},
     "cudagraphs_combo": {"combo_kernels": True},
+    "cudagraphs_pdl": {"triton.enable_pdl": True},
 }
 BASE = ["mask.video_ratio=0.9", "mask.image_ratio=0.9", "data.batch_size=32", "train.device=cuda"]
 
@@ -159,7 +160,7 @@ def main() -> None:
                 r = bench.summarise(r, bench.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
                 syncs = bench.host_syncs(step, batches[0], device)
                 r["host_syncs_per_step"], r["host_sync_messages"] = len(syncs), syncs[:3]
-                if name in (
+                if not os.environ.get("NO_PROFILE") and name in (
                     "compile_loss",
                     "compile_fused",
                     "cudagraphs",
