@@ -164,7 +164,7 @@ def _launch(a, b, h, out, bias, part, backward: bool) -> int:
     return _gemm_gelu_tuned.best_config.kwargs["BLOCK_M"]
 
 
-@torch.library.custom_op("crossvideomae::linear_gelu", mutates_args=())
+@torch.library.custom_op("crossvideomae_bench::linear_gelu", mutates_args=())
 def linear_gelu(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +181,7 @@ def _(x, weight, bias):
     return x.new_empty(M, N), x.new_empty(M, N)
 
 
-@torch.library.custom_op("crossvideomae::gelu_input_grad", mutates_args=())
+@torch.library.custom_op("crossvideomae_bench::gelu_input_grad", mutates_args=())
 def gelu_input_grad(
     dy: torch.Tensor, weight: torch.Tensor, h: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,7 +205,7 @@ class _FusedMlpFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w1, b1, w2, b2):
-        h, g = torch.ops.crossvideomae.linear_gelu(x, w1, b1)
+        h, g = torch.ops.crossvideomae_bench.linear_gelu(x, w1, b1)
         ctx.save_for_backward(x, w1, w2, h, g)
         return F.linear(g, w2, b2)
 
@@ -213,7 +213,7 @@ class _FusedMlpFunction(torch.autograd.Function):
     def backward(ctx, dy):
         x, w1, w2, h, g = ctx.saved_tensors
         dy = dy.contiguous()
-        dh, db1 = torch.ops.crossvideomae.gelu_input_grad(dy, w2, h)
+        dh, db1 = torch.ops.crossvideomae_bench.gelu_input_grad(dy, w2, h)
         return dh @ w1, dh.t() @ x, db1.to(w1.dtype), dy.t() @ g, dy.sum(0)
 
 
