@@ -5,7 +5,8 @@ timm's ``Mlp`` against the experimental ``FusedMlp`` (benchmarks/fused_mlp.py), 
 
 ``autotune`` adds timm's Mlp compiled with Inductor's max-autotune GEMMs (Triton templates with persistent TMA
 kernels, which can fuse the GELU epilogue, benchmarked against cuBLAS); it compiles for minutes.
-Writes OUT_DIR/mlp_bench.json (ms per call, median of 30, and the top kernels of the compiled variants).
+Writes OUT_DIR/mlp_bench.json (ms per call, median of 30, and the kernel groups and top kernels of the compiled
+variants, from ``bench.profile_steps``; their kernel tables in OUT_DIR/profile_*.txt).
 """
 
 from __future__ import annotations
@@ -36,17 +37,6 @@ class PreNormMlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.mlp(self.norm(x))
-
-
-def top_kernels(fn, device, n: int = 8) -> list[tuple[str, float]]:
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(3):
-            fn()
-        torch.cuda.synchronize(device)
-    rows = [(e.key, e.self_device_time_total / 3e3) for e in prof.key_averages() if e.self_device_time_total]
-    return sorted(rows, key=lambda r: -r[1])[:n]
 
 
 def main() -> None:
@@ -103,8 +93,18 @@ def main() -> None:
                         ((g.float() - r.float()).abs().max() / r.float().abs().max()).item()
                         for g, r in zip(grads, base_grads, strict=True)
                     )
-                if name != "timm eager" and name != "fused eager":
-                    entry["top_kernels"] = top_kernels(call, device)
+                if name.endswith("compiled") or name == "timm max-autotune":
+                    tag = f"{shape_name.split()[0]}_{name.replace(' ', '_')}"
+                    entry.update(
+                        bench.profile_steps(
+                            lambda _batch, call=call: call(),
+                            {},
+                            3,
+                            device,
+                            out_dir / f"profile_{tag}.txt",
+                            top=8,
+                        )
+                    )
             except Exception as err:  # keep the other variants' numbers
                 entry = {"error": repr(err)[:400]}
             out[name] = entry
