@@ -157,6 +157,39 @@ class CrossVideoMAE(nn.Module):
         return self.image_proj(self.image_encoder.forward_features(images, ids_keep)[:, 1:]).mean(dim=1)
 
     # ------------------------------------------------------------------------------------------ forward
+    def forward_video(
+        self,
+        video1: torch.Tensor,
+        video2: torch.Tensor,
+        frame_index1: torch.Tensor,
+        frame_index2: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """The video branch on both views (as one batch of 2B clips). Returns the fields of :class:`Outputs`
+        except ``h_f``."""
+        return self.forward_clips(torch.cat([video1, video2]), torch.cat([frame_index1, frame_index2]))
+
+    def forward_clips(self, videos: torch.Tensor, frame_index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Clips (B', C, T, H, W) masked, encoded (f_u, g_u) and decoded; frame_index (B', F) the positions of the
+        sampled frames in each clip. Returns pred, target, hidden, z_u, z_f for these clips."""
+        ids_v = self.mask_video(videos.shape[0], videos.device)  # (B', n)
+        emb = self.encode_video(videos, ids_v)  # (B', n, E)
+        pred = self.decoder(emb, ids_v)  # (B', N, P)
+        t, h, w = self.grid
+        slot = frame_index // self.tubelet  # (B', F)
+        return {
+            "pred": pred,
+            "target": self.targets(videos),
+            "hidden": hidden_mask(ids_v, t * h * w),
+            "z_u": emb.mean(dim=1),
+            "z_f": slice_mean(emb, ids_v, slot, h * w, t),  # (B', F, E)
+        }
+
+    def forward_images(self, images: torch.Tensor) -> torch.Tensor:
+        """The image branch: sampled frames (B, F, C, H, W) masked and encoded (f_f, g_f) -> h_f (B, F, E)."""
+        B, F = images.shape[:2]
+        ids_i = self.mask_image(B * F, images.device)
+        return self.encode_images(images.flatten(0, 1), ids_i).view(B, F, -1)
+
     def forward(
         self,
         video1: torch.Tensor,
@@ -166,23 +199,9 @@ class CrossVideoMAE(nn.Module):
         frame_index2: torch.Tensor,
     ) -> Outputs:
         """video1, video2 (B, C, T, H, W); images (B, F, C, H, W); frame_index1/2 (B, F) frame positions of the
-        sampled frames inside each view."""
-        B, F = images.shape[:2]
-        videos = torch.cat([video1, video2])  # (2B, C, T, H, W)
-        ids_v = self.mask_video(2 * B, videos.device)  # (2B, n)
-        emb = self.encode_video(videos, ids_v)  # (2B, n, E)
-        pred = self.decoder(emb, ids_v)  # (2B, N, P)
-
-        t, h, w = self.grid
-        slot = torch.cat([frame_index1, frame_index2]) // self.tubelet  # (2B, F)
-        z_f = slice_mean(emb, ids_v, slot, h * w, t)  # (2B, F, E)
-
-        ids_i = self.mask_image(B * F, images.device)
-        h_f = self.encode_images(images.flatten(0, 1), ids_i).view(B, F, -1)  # (B, F, E)
-        hidden = hidden_mask(ids_v, t * h * w)
-        return Outputs(
-            pred=pred, target=self.targets(videos), hidden=hidden, z_u=emb.mean(dim=1), z_f=z_f, h_f=h_f
-        )
+        sampled frames inside each view. The video branch runs (and draws its masks) before the image branch."""
+        video = self.forward_video(video1, video2, frame_index1, frame_index2)
+        return Outputs(**video, h_f=self.forward_images(images))
 
 
 def build_model(cfg: Config) -> CrossVideoMAE:
