@@ -6,8 +6,14 @@ Variants: hf (the baseline), eager, compile (the model only), compile_loss (mode
 cdt (compile_loss with Inductor's coordinate-descent tuning of its Triton kernels), autotune (compile_loss with
 Inductor's max-autotune GEMMs: Triton templates that can fuse bias / GELU epilogues, cuBLAS kept as a candidate), cudagraphs (compile_loss
 replayed as CUDA graphs), compile_fused / cudagraphs_fused (compile_loss / cudagraphs with every MLP
-switched to the experimental benchmarks/fused_mlp.py: GELU fused into Triton matrix products), cudagraphs_aggr / cudagraphs_pointwise / cudagraphs_combo / cudagraphs_pdl (and Inductor's aggressive
-fusion / tuned pointwise and reduction kernels / combo kernels / programmatic dependent launch), cudagraphs_explicit_attn (and plain-product attention in the
+switched to the experimental benchmarks/fused_mlp.py: GELU fused into Triton matrix products), cudagraphs_aggr / cudagraphs_pointwise / cudagraphs_combo / cudagraphs_pdl / cudagraphs_nomix /
+cudagraphs_mixsplit (and Inductor's aggressive fusion / tuned pointwise and reduction kernels / combo kernels /
+programmatic dependent launch / no mix-order reductions / autotuned mix-order split size), cudagraphs_splitqkv
+(cudagraphs with q, k, v projected by three products: benchmarks/split_qkv.py), cudagraphs_splitqkv_pdl (both),
+graph_whole / graph_image / graph_overlap / graph_views / graph_views_pdl (forward, backward and AdamW as one
+hand-captured CUDA graph; image: the image branch on a second stream; overlap: the image branch, the targets and
+the image branch's AdamW on a second stream; views: and the two views' video branches on two streams;
+benchmarks/overlap_step.py), cudagraphs_explicit_attn (and plain-product attention in the
 encoders, whose sequences are short), ckpt (eager + activation checkpointing), large / large_compile /
 large_cudagraphs / large_ckpt (ViT-L, batch 16), sdpa (attention backends on the step's shapes). The compiled
 variants profile 3 steps (OUT_DIR/profile_VARIANT.txt; kernel groups and top kernels in the JSON; NO_PROFILE=1 skips it); with
@@ -27,6 +33,8 @@ from pathlib import Path
 
 import torch
 from fused_mlp import use_fused_mlp  # benchmarks/fused_mlp.py, next to this script
+from overlap_step import SIDE_WORK, whole_graph_step  # benchmarks/overlap_step.py
+from split_qkv import split_qkv  # benchmarks/split_qkv.py
 from torch._inductor import config as inductor_config
 
 from crossvideomae.config import load_config
@@ -36,7 +44,9 @@ from crossvideomae.tasks import bench
 # cdt tunes its Triton kernels' block shapes by coordinate descent; autotune benchmarks Triton GEMM templates
 # (which can fuse epilogues) against cuBLAS; *_aggr fuses kernels that share no loop structure; *_pointwise
 # benchmarks several block sizes for every Triton pointwise / reduction kernel; *_combo launches independent
-# small kernels as one; *_pdl lets each kernel start while the previous one drains (programmatic dependent launch, Hopper).
+# small kernels as one; *_pdl lets each kernel start while the previous one drains (programmatic dependent launch, Hopper);
+# *_nomix computes LayerNorm weight / bias gradients in reductions of their own instead of Inductor's mix-order
+# reductions (which finish with an ATen sum over a workspace), *_mixsplit autotunes those reductions' split size.
 INDUCTOR_FLAGS: dict[str, dict] = {
     "cdt": {"coordinate_descent_tuning": True},
     "autotune": {"max_autotune_gemm": True, "max_autotune_gemm_backends": "TRITON,ATEN"},
@@ -44,6 +54,10 @@ INDUCTOR_FLAGS: dict[str, dict] = {
     "cudagraphs_pointwise": {"max_autotune_pointwise": True},
     "cudagraphs_combo": {"combo_kernels": True},
     "cudagraphs_pdl": {"triton.enable_pdl": True},
+    "cudagraphs_nomix": {"triton.mix_order_reduction": False},
+    "cudagraphs_mixsplit": {"triton.mix_order_reduction_autotune_split_size": True},
+    "cudagraphs_splitqkv_pdl": {"triton.enable_pdl": True},
+    "graph_views_pdl": {"triton.enable_pdl": True},
 }
 BASE = ["mask.video_ratio=0.9", "mask.image_ratio=0.9", "data.batch_size=32", "train.device=cuda"]
 
@@ -120,7 +134,30 @@ def main() -> None:
             if name == "sdpa":
                 res["sdpa"] = sdpa_backends(device)
                 continue
-            if name == "hf":
+            if name.startswith("graph_"):  # one hand-captured graph: forward, backward, AdamW
+                cfg = cfg_for("train.compile=true")
+                side = {
+                    "graph_whole": (),
+                    "graph_image": ("image",),
+                    "graph_overlap": ("image", "targets", "optimizer"),
+                }.get(name, SIDE_WORK)  # graph_views*: all, the two views on two streams too
+                step, model = whole_graph_step(cfg, device, side)
+                batches = [bench.random_batch(cfg, device)]
+                with inductor_config.patch(flags):
+                    r = bench.measure(step, batches, 2, 15, device)
+                r = bench.summarise(r, bench.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
+                probes = [next(model.video_encoder.parameters()), next(model.image_encoder.parameters())]
+                before = [p.detach().clone() for p in probes]
+                r["loss"] = float(step(batches[0]))  # a replay trains: the loss is finite, both branches move
+                r["weights_moved"] = all(bool((p != b).any()) for p, b in zip(probes, before, strict=True))
+                if not os.environ.get("NO_PROFILE"):
+                    r.update(
+                        bench.profile_steps(
+                            step, batches[0], 3, device, out_dir / f"profile_{name}.txt", top=25
+                        )
+                    )
+                del step, batches, model
+            elif name == "hf":
                 cfg = cfg_for()
                 step, make = bench.videomae_step(cfg, device)
                 r = bench.measure(step, [make(), make()], 3, 15, device)
@@ -135,6 +172,7 @@ def main() -> None:
                     "cudagraphs_explicit_attn": ["train.compile=true"],
                     "compile_fused": ["train.compile=true"],
                     "cudagraphs_fused": ["train.compile=true"],
+                    "cudagraphs_splitqkv": ["train.compile=true"],
                     "large": ["model.size=large", "data.batch_size=16"],
                     "large_compile": ["model.size=large", "data.batch_size=16", "train.compile=true"],
                     "large_ckpt": ["model.size=large", "data.batch_size=16", "model.grad_checkpointing=true"],
@@ -148,6 +186,8 @@ def main() -> None:
                 )
                 if name.endswith("_fused"):  # before the first call, where compiling happens
                     use_fused_mlp(model)
+                if "_splitqkv" in name:
+                    split_qkv(model)
                 if (
                     name == "cudagraphs_explicit_attn"
                 ):  # short sequences: do plain products beat fused kernels?
@@ -165,6 +205,7 @@ def main() -> None:
                     "compile_fused",
                     "cudagraphs",
                     "cudagraphs_fused",
+                    "cudagraphs_splitqkv",
                     "cudagraphs_explicit_attn",
                     *INDUCTOR_FLAGS,
                 ):
