@@ -133,6 +133,7 @@ def main() -> None:
             flags = INDUCTOR_FLAGS.get(name, {})
             if name == "sdpa":
                 res["sdpa"] = sdpa_backends(device)
+                save()
                 continue
             if name.startswith("graph_"):  # one hand-captured graph: forward, backward, AdamW
                 cfg = cfg_for("train.compile=true")
