@@ -107,6 +107,24 @@ def test_forward_shapes(tiny_cfg):
     assert out.hidden.sum(1).tolist() == [N - num_visible(model.grid, tiny_cfg.mask.video_ratio)] * 6
 
 
+def test_both_views_in_one_batch_equal_two_calls(tiny_cfg):
+    """docs/DESIGN.md: the two views go through the video branch as one batch of 2B clips; with the same
+    masks that equals one call per view (forward_clips), in float64."""
+    model = build_model(tiny_cfg).double().eval()
+    m, B = tiny_cfg.model, 3
+    v1, v2 = (torch.randn(B, 3, m.num_frames, m.img_size, m.img_size, dtype=torch.float64) for _ in range(2))
+    f1, f2 = torch.randint(0, m.num_frames, (B, 1)), torch.randint(0, m.num_frames, (B, 1))
+    ids = model.mask_video(2 * B, v1.device)
+    model.mask_video = lambda batch, device: ids  # the batch call draws all 2B masks at once
+    both = model.forward_video(v1, v2, f1, f2)
+    calls = iter([ids[:B], ids[B:]])
+    model.mask_video = lambda batch, device: next(calls)
+    one, two = model.forward_clips(v1, f1), model.forward_clips(v2, f2)
+    assert both.keys() == one.keys()
+    for k, value in both.items():
+        torch.testing.assert_close(value, torch.cat([one[k], two[k]]), rtol=1e-12, atol=1e-12, msg=k)
+
+
 @pytest.mark.parametrize("kind", ["random", "tube", "frame"])
 def test_no_nan_with_worst_case_masks(tiny_cfg, kind):
     import dataclasses
