@@ -13,6 +13,11 @@ video branch's large matrix products:
 - ``optimizer``: AdamW of the image branch's parameters, right after its backward (the video branch's backward
   still runs). Two AdamW instances over a partition of the parameters give the same update as one (AdamW is
   per parameter); only without gradient clipping, which needs every gradient first;
+- ``stages`` (a number, not side work): the video encoder's blocks compiled as that many regions (graph breaks
+  between them), so that each region's backward is an autograd node of its own whose parameter gradients are
+  complete when it ends; the AdamW of every region but the first (the last region with the encoder's norm,
+  g_u and the decoder) then runs on the side stream while the earlier regions' backward still runs, instead of
+  after the whole backward. Needs ``optimizer``. Prepared for the next measurement; not yet run on a GPU.
 - ``views``: the video branch as two calls of B clips (one per view, each with its own masks) on two streams
   instead of one call of 2B clips, so that one view's memory-bound kernels (GELU, LayerNorm, residual adds)
   can run beside the other view's matrix products; their weight gradients add up in autograd.
@@ -27,6 +32,7 @@ Inductor's CUDA graphs of the same step, nearly all of it from the image branch;
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 import torch
 import torch.nn as nn
@@ -57,6 +63,52 @@ def _adamw(model: nn.Module, cfg: Config, device: torch.device, keep) -> torch.o
     return opt
 
 
+def _stage_regions(model: nn.Module, stages: int) -> list[set[nn.Parameter]]:
+    """Split the video encoder's blocks into ``stages`` compiled regions (a graph break after the last block of
+    every region but the last) and return the parameters of regions 1..stages-1, the last one with everything
+    its region computes after the blocks (the encoder's norm, g_u, the decoder)."""
+    blocks = model.video_encoder.blocks
+    if not 1 <= stages <= len(blocks):
+        raise ValueError(f"stages={stages}: between 1 and the encoder's depth {len(blocks)}")
+    cuts = [round(len(blocks) * i / stages) for i in range(stages + 1)]
+    for i in cuts[1:-1]:
+        blk = blocks[i - 1]
+
+        def forward(*args, _forward=blk.forward, **kwargs):
+            out = _forward(*args, **kwargs)
+            torch._dynamo.graph_break()  # the next region starts here
+            return out
+
+        blk.forward = forward
+    regions = [{p for blk in blocks[a:b] for p in blk.parameters()} for a, b in itertools.pairwise(cuts[1:])]
+    if regions:
+        tail = (model.video_encoder.norm, model.video_proj, model.decoder)
+        regions[-1] |= {p for m in tail for p in m.parameters()}
+    return regions
+
+
+def _when_accumulated(params: set[nn.Parameter], fn) -> None:
+    """Call ``fn`` each backward, once every parameter of ``params`` has its gradient accumulated."""
+    pending = set()
+
+    def hook(p: nn.Parameter) -> None:
+        if not pending:
+            pending.update(map(id, params))
+        pending.discard(id(p))
+        if not pending:
+            fn()
+
+    for p in params:
+        p.register_post_accumulate_grad_hook(hook)
+
+
+def _step_on(opt: torch.optim.Optimizer, stream, device: torch.device) -> None:
+    """AdamW on ``stream`` after the work queued so far on the current stream (which produced the gradients)."""
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        opt.step()
+
+
 def whole_graph_step(
     cfg: Config,
     device: torch.device,
@@ -64,6 +116,7 @@ def whole_graph_step(
     warmup: int = 3,
     model: nn.Module | None = None,
     compile: bool = True,
+    stages: int = 1,
 ) -> tuple[bench.Step, nn.Module]:
     """The training step of ``bench.pretrain_step`` as one hand-captured CUDA graph (captured at the first call,
     after ``warmup`` runs that compile and autotune); ``side`` (a subset of :data:`SIDE_WORK`) runs on second
@@ -74,13 +127,18 @@ def whole_graph_step(
         raise ValueError(f"side work {side}: choose from {SIDE_WORK}; 'optimizer' needs 'image'")
     if "optimizer" in side and cfg.optim.clip_grad > 0:
         raise ValueError("the image branch's AdamW cannot run early with gradient clipping (optim.clip_grad)")
+    if stages > 1 and "optimizer" not in side:
+        raise ValueError("stages > 1 updates parameters early: it needs 'optimizer' side work")
     model = (build_model(cfg) if model is None else model).to(device).train()
     criterion = CrossVideoMAELoss(cfg.loss)
     early = (
         {*model.image_encoder.parameters(), *model.image_proj.parameters()} if "optimizer" in side else set()
     )
     opt_image = _adamw(model, cfg, device, lambda p: p in early)
-    opt_rest = _adamw(model, cfg, device, lambda p: p not in early)
+    staged = _stage_regions(model, stages)  # parameter sets whose AdamW starts after their region's backward
+    opt_stages = [_adamw(model, cfg, device, lambda p, r=region: p in r) for region in staged]
+    in_stages = set().union(*staged)
+    opt_rest = _adamw(model, cfg, device, lambda p: p not in early and p not in in_stages)
     autocast = bench.autocast_for(cfg, device)
     compiled = torch.compile if compile else (lambda fn: fn)
 
@@ -139,7 +197,14 @@ def whole_graph_step(
         bench.optimizer_step(model, opt_rest, cfg.optim.clip_grad)
         wait(main, stream)  # join: the graph ends on the capture stream
         wait(main, view_stream)
+        for opt in opt_stages:  # freed only after the join: the side stream's AdamW read these gradients
+            opt.zero_grad(set_to_none=True)
         return total.detach()
+
+    for region, opt in zip(
+        staged, opt_stages, strict=True
+    ):  # launch a region's AdamW once its grads are all in
+        _when_accumulated(region, lambda opt=opt: _step_on(opt, stream, device) if cuda else opt.step())
 
     if not cuda:
         return train_step, model

@@ -13,7 +13,8 @@ programmatic dependent launch / no mix-order reductions / autotuned mix-order sp
 graph_whole / graph_image / graph_overlap / graph_views / graph_views_pdl (forward, backward and AdamW as one
 hand-captured CUDA graph; image: the image branch on a second stream; overlap: the image branch, the targets and
 the image branch's AdamW on a second stream; views: and the two views' video branches on two streams;
-benchmarks/overlap_step.py), cudagraphs_explicit_attn (and plain-product attention in the
+graph_stagesN, e.g. graph_stages3: graph_overlap with the video encoder compiled as N regions whose AdamW starts
+on the second stream when their backward is done; benchmarks/overlap_step.py), cudagraphs_explicit_attn (and plain-product attention in the
 encoders, whose sequences are short), ckpt (eager + activation checkpointing), large / large_compile /
 large_cudagraphs / large_ckpt (ViT-L, batch 16), sdpa (attention backends on the step's shapes). The compiled
 variants profile 3 steps (OUT_DIR/profile_VARIANT.txt; kernel groups and top kernels in the JSON; NO_PROFILE=1 skips it); with
@@ -142,7 +143,10 @@ def main() -> None:
                     "graph_image": ("image",),
                     "graph_overlap": ("image", "targets", "optimizer"),
                 }.get(name, SIDE_WORK)  # graph_views*: all, the two views on two streams too
-                step, model = whole_graph_step(cfg, device, side)
+                stages = int(name.removeprefix("graph_stages")) if name.startswith("graph_stages") else 1
+                if stages > 1:  # graph_stagesN: graph_overlap + the encoder as N regions, their AdamW early
+                    side = ("image", "targets", "optimizer")
+                step, model = whole_graph_step(cfg, device, side, stages=stages)
                 batches = [bench.random_batch(cfg, device)]
                 with inductor_config.patch(flags):
                     r = bench.measure(step, batches, 2, 15, device)
