@@ -114,7 +114,6 @@ def whole_graph_step(
     device: torch.device,
     side: tuple[str, ...] = (),
     warmup: int = 3,
-    model: nn.Module | None = None,
     compile: bool = True,
     stages: int = 1,
 ) -> tuple[bench.Step, nn.Module]:
@@ -129,7 +128,7 @@ def whole_graph_step(
         raise ValueError("the image branch's AdamW cannot run early with gradient clipping (optim.clip_grad)")
     if stages > 1 and "optimizer" not in side:
         raise ValueError("stages > 1 updates parameters early: it needs 'optimizer' side work")
-    model = (build_model(cfg) if model is None else model).to(device).train()
+    model = build_model(cfg).to(device).train()
     criterion = CrossVideoMAELoss(cfg.loss)
     early = (
         {*model.image_encoder.parameters(), *model.image_proj.parameters()} if "optimizer" in side else set()
