@@ -52,3 +52,36 @@ def read_metrics(run) -> list[dict]:
     import json
 
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def pretrain_batch(cfg: Config, B: int = 2, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, ...]:
+    """Random (video1, video2, frames, frame_index, frame_view) inputs of ``cfg``'s shapes."""
+    m = cfg.model
+    F = cfg.data.num_sampled_frames
+    return (
+        torch.randn(B, 3, m.num_frames, m.img_size, m.img_size, dtype=dtype),
+        torch.randn(B, 3, m.num_frames, m.img_size, m.img_size, dtype=dtype),
+        torch.randn(B, F, 3, m.img_size, m.img_size, dtype=dtype),
+        torch.zeros(B, F, dtype=torch.long),
+        torch.ones(B, F, dtype=torch.long),
+    )
+
+
+def loss_and_grads(model, cfg: Config, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The pretraining loss of one forward (masks from seed 0) and every parameter's gradient."""
+    from crossvideomae.losses import CrossVideoMAELoss
+
+    torch.manual_seed(0)  # the masks
+    model.zero_grad()
+    loss = CrossVideoMAELoss(cfg.loss)(model(*batch))["total"]
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_loss_and_grads(got, ref) -> None:
+    """``loss_and_grads`` results equal to float64 round-off."""
+    (loss, grads), (ref_loss, ref_grads) = got, ref
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
+    assert grads.keys() == ref_grads.keys()
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], rtol=1e-10, atol=1e-12, msg=name)

@@ -43,6 +43,9 @@ class ModelConfig:
     qkv_bias: bool = True
     drop_path: float = 0.0  # stochastic depth of the encoders
     grad_checkpointing: bool = False  # recompute encoder blocks in backward to save memory
+    # sdpa: PyTorch's fused attention (cuDNN on Hopper) | fa4: the decoder's attention through FlashAttention-4's
+    # kernels (CUDA, bf16; pip install 'crossvideomae[fa4]'; ~1.6x faster there, see docs/PERFORMANCE.md)
+    decoder_attention: str = "sdpa"
     # Explicit overrides of the size table (0 = take from `size`).
     width: int = 0
     depth: int = 0
@@ -256,6 +259,7 @@ def _rules(c: Config):
     yield "model.decoder_heads", m.decoder_heads >= 1, "must be >= 1"
     yield "model.mlp_ratio", m.mlp_ratio > 0, "must be positive"
     yield "model.pos_embed", m.pos_embed in ("sincos", "separable"), "must be 'sincos' or 'separable'"
+    yield "model.decoder_attention", m.decoder_attention in ("sdpa", "fa4"), "must be 'sdpa' or 'fa4'"
     yield (
         "model.embed_dim",
         m.embed_dim > 0 and m.embed_dim % m.decoder_heads == 0,

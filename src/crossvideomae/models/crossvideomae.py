@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config, ModelConfig
+from ..fa4 import FA4Attention
 from ..layers import LayerNorm, separable_table, sincos_1d, transformer_blocks
 from .masking import hidden_mask, make_mask
 from .vit import ImageEncoder, VideoEncoder, init_weights
@@ -91,6 +92,9 @@ class Decoder(nn.Module):
         self.blocks = transformer_blocks(
             dim, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.qkv_bias
         )
+        if cfg.decoder_attention == "fa4":  # same parameters, FlashAttention-4's kernels (crossvideomae.fa4)
+            for blk in self.blocks:
+                FA4Attention.adopt(blk.attn)
         self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, pixels_per_token)  # e_u
         nn.init.normal_(self.mask_token, std=0.02)
