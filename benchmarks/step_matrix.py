@@ -10,6 +10,8 @@ switched to the experimental benchmarks/fused_mlp.py: GELU fused into Triton mat
 cudagraphs_mixsplit (and Inductor's aggressive fusion / tuned pointwise and reduction kernels / combo kernels /
 programmatic dependent launch / no mix-order reductions / autotuned mix-order split size), cudagraphs_splitqkv
 (cudagraphs with q, k, v projected by three products: benchmarks/split_qkv.py), cudagraphs_splitqkv_pdl (both),
+cudagraphs_fa4 / graph_*_fa4 (with model.decoder_attention=fa4: the decoder's attention through FlashAttention-4's
+kernels, crossvideomae.fa4; needs the flash-attn-4 package),
 graph_whole / graph_image / graph_overlap / graph_views / graph_views_pdl (forward, backward and AdamW as one
 hand-captured CUDA graph; image: the image branch on a second stream; overlap: the image branch, the targets and
 the image branch's AdamW on a second stream; views: and the two views' video branches on two streams;
@@ -48,6 +50,7 @@ from crossvideomae.tasks import bench
 # small kernels as one; *_pdl lets each kernel start while the previous one drains (programmatic dependent launch, Hopper);
 # *_nomix computes LayerNorm weight / bias gradients in reductions of their own instead of Inductor's mix-order
 # reductions (which finish with an ATen sum over a workspace), *_mixsplit autotunes those reductions' split size.
+FA4 = ("model.decoder_attention=fa4",)  # the *_fa4 variants
 INDUCTOR_FLAGS: dict[str, dict] = {
     "cdt": {"coordinate_descent_tuning": True},
     "autotune": {"max_autotune_gemm": True, "max_autotune_gemm_backends": "TRITON,ATEN"},
@@ -137,13 +140,14 @@ def main() -> None:
                 save()
                 continue
             if name.startswith("graph_"):  # one hand-captured graph: forward, backward, AdamW
-                cfg = cfg_for("train.compile=true")
+                cfg = cfg_for("train.compile=true", *(FA4 if name.endswith("_fa4") else ()))
+                base = name.removesuffix("_fa4")
                 side = {
                     "graph_whole": (),
                     "graph_image": ("image",),
                     "graph_overlap": ("image", "targets", "optimizer"),
-                }.get(name, SIDE_WORK)  # graph_views*: all, the two views on two streams too
-                stages = int(name.removeprefix("graph_stages")) if name.startswith("graph_stages") else 1
+                }.get(base, SIDE_WORK)  # graph_views*: all, the two views on two streams too
+                stages = int(base.removeprefix("graph_stages")) if base.startswith("graph_stages") else 1
                 if stages > 1:  # graph_stagesN: graph_overlap + the encoder as N regions, their AdamW early
                     side = ("image", "targets", "optimizer")
                 step, model = whole_graph_step(cfg, device, side, stages=stages)
@@ -178,6 +182,7 @@ def main() -> None:
                     "compile_fused": ["train.compile=true"],
                     "cudagraphs_fused": ["train.compile=true"],
                     "cudagraphs_splitqkv": ["train.compile=true"],
+                    "cudagraphs_fa4": ["train.compile=true", *FA4],
                     "large": ["model.size=large", "data.batch_size=16"],
                     "large_compile": ["model.size=large", "data.batch_size=16", "train.compile=true"],
                     "large_ckpt": ["model.size=large", "data.batch_size=16", "model.grad_checkpointing=true"],
@@ -211,6 +216,7 @@ def main() -> None:
                     "cudagraphs",
                     "cudagraphs_fused",
                     "cudagraphs_splitqkv",
+                    "cudagraphs_fa4",
                     "cudagraphs_explicit_attn",
                     *INDUCTOR_FLAGS,
                 ):

@@ -53,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compile the loss with the model as one graph (with train.compile)",
     )
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay the compiled step (forward, backward) as CUDA graphs (with --compile-loss)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ FLOPs
@@ -434,6 +439,8 @@ def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "batch": B,
         "compile": cfg.train.compile,
         "compile_loss": args.compile_loss,
+        "cuda_graphs": args.cuda_graphs,
+        "decoder_attention": cfg.model.decoder_attention,
         "grad_checkpointing": cfg.model.grad_checkpointing,
     }
     rows = []
@@ -450,7 +457,9 @@ def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         del hf_step, make_batch
         torch.cuda.empty_cache() if device.type == "cuda" else None
 
-    step, _ = pretrain_step(cfg, device, args.compile_loss)
+    if args.cuda_graphs and not (args.compile_loss and cfg.train.compile and device.type == "cuda"):
+        raise ValueError("bench --cuda-graphs needs CUDA, --compile-loss and train.compile=true")
+    step, _ = pretrain_step(cfg, device, args.compile_loss, cuda_graphs=args.cuda_graphs)
     batches = [random_batch(cfg, device), random_batch(cfg, device)]
     ours = summarise(measure(step, batches, warmup, steps, device), pretrain_flops(cfg), B, ceiling)
     ours["host_syncs_per_step"] = len(host_syncs(step, batches[0], device))
