@@ -17,14 +17,13 @@ from pathlib import Path
 
 import torch
 
-from crossvideomae.fa4 import fa4_fwd
+from crossvideomae.fa4 import fa4_fwd, sdpa_attention
 from crossvideomae.tasks import bench
 
 
-def _timm_path(qkv: torch.Tensor) -> torch.Tensor:  # what timm's fused path does with the same product
+def _timm_path(qkv: torch.Tensor) -> torch.Tensor:
     B, N, _, H, D = qkv.shape
-    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, H * D)
+    return sdpa_attention(qkv, D**-0.5).reshape(B, N, H * D)
 
 
 def _fa4_path(qkv: torch.Tensor) -> torch.Tensor:

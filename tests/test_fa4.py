@@ -10,7 +10,7 @@ import torch
 from conftest import assert_same_loss_and_grads, loss_and_grads, pretrain_batch
 
 from crossvideomae.config import ConfigError, load_config
-from crossvideomae.fa4 import FA4Attention, fa4_bwd, fa4_fwd
+from crossvideomae.fa4 import FA4Attention, fa4_bwd, fa4_fwd, sdpa_attention
 from crossvideomae.losses import CrossVideoMAELoss
 from crossvideomae.models import build_model
 
@@ -37,6 +37,13 @@ def test_fa4_ops_pass_opcheck():
     out, lse = fa4_fwd(qkv.detach(), 0.5)
     assert out.shape == (2, 5, 2, 4) and lse.shape == (2, 2, 5)
     torch.library.opcheck(fa4_bwd, (qkv.detach(), out, torch.randn_like(out), lse, 0.5))
+
+
+def test_plain_path_is_sdpa():
+    """The ops' CPU path and the module's full-precision fallback compute the same attention, in float64."""
+    torch.manual_seed(0)
+    qkv = torch.randn(2, 7, 3, 3, 8, dtype=torch.float64)
+    torch.testing.assert_close(fa4_fwd(qkv, 0.3)[0], sdpa_attention(qkv, 0.3), rtol=1e-12, atol=1e-12)
 
 
 def test_fa4_compiles():
@@ -75,8 +82,7 @@ def test_fa4_kernels_match_sdpa_on_gpu():
     out = fa4_fwd(qkv, 0.125)[0]
     out.backward(g)
     ref_qkv = qkv.detach().float().requires_grad_()
-    q, k, v = ref_qkv.permute(2, 0, 3, 1, 4).unbind(0)
-    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.125).transpose(1, 2)
+    ref = sdpa_attention(ref_qkv, 0.125)
     ref.backward(g.float())
     torch.testing.assert_close(out.float(), ref, rtol=0, atol=2e-2)
     torch.testing.assert_close(qkv.grad.float(), ref_qkv.grad, rtol=0, atol=5e-2)

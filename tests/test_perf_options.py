@@ -140,3 +140,9 @@ def test_bench_command_runs_on_cpu(tmp_path):
     # two views + image branch + a decoder over every token: more work per clip than one VideoMAE view
     assert out["crossvideomae"]["tflop_per_step"] > out["videomae_hf"]["tflop_per_step"]
     assert (tmp_path / "results.json").is_file() and (tmp_path / "profile.txt").is_file()
+
+
+def test_bench_cuda_graphs_needs_what_it_replays(tmp_path):
+    """--cuda-graphs without --compile-loss / train.compile / CUDA is refused before anything is timed."""
+    with pytest.raises(ValueError, match="--cuda-graphs needs CUDA, --compile-loss and train.compile"):
+        main(["bench", "-o", str(tmp_path), "--cuda-graphs", "--compile-loss", *TINY, "train.compile=true"])

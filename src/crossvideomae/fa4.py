@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import Attention
 
-__all__ = ["FA4Attention", "fa4_bwd", "fa4_fwd"]
+__all__ = ["FA4Attention", "fa4_bwd", "fa4_fwd", "sdpa_attention"]
 
 INSTALL_HINT = (
     "model.decoder_attention=fa4 needs FlashAttention-4: pip install 'crossvideomae[fa4]' "
@@ -123,6 +123,12 @@ def _backward(ctx, dout, _dlse):  # lse is an auxiliary output: nothing downstre
 fa4_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+def sdpa_attention(qkv: torch.Tensor, scale: float) -> torch.Tensor:
+    """What timm's fused path computes from the same ``(B, N, 3, H, D)`` product, as ``(B, N, H, D)``."""
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    return F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2)
+
+
 class FA4Attention(Attention):
     """timm's ``Attention`` (no mask, no dropout, no q/k norm) with :func:`fa4_fwd` in place of SDPA."""
 
@@ -132,8 +138,7 @@ class FA4Attention(Attention):
         B, N, _ = x.shape
         qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim)
         if qkv.is_cuda and qkv.dtype not in (torch.bfloat16, torch.float16):  # full precision (no autocast,
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # e.g. the run's pictures): SDPA, as timm does
-            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale).transpose(1, 2)
+            out = sdpa_attention(qkv, self.scale)  # e.g. the run's pictures): SDPA, as timm does
         else:
             out, _ = fa4_fwd(qkv, self.scale)
         out = self.norm(out.reshape(B, N, -1)) if hasattr(self, "norm") else out.reshape(B, N, -1)

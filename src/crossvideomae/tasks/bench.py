@@ -430,6 +430,8 @@ def _forever(loader):
 def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
     steps, warmup = args.steps, args.warmup
+    if args.cuda_graphs and not (args.compile_loss and cfg.train.compile and device.type == "cuda"):
+        raise ValueError("bench --cuda-graphs needs CUDA, --compile-loss and train.compile=true")
     ceiling = matmul_ceiling(device)
     B = cfg.data.batch_size
     results: dict[str, Any] = {
@@ -457,8 +459,6 @@ def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         del hf_step, make_batch
         torch.cuda.empty_cache() if device.type == "cuda" else None
 
-    if args.cuda_graphs and not (args.compile_loss and cfg.train.compile and device.type == "cuda"):
-        raise ValueError("bench --cuda-graphs needs CUDA, --compile-loss and train.compile=true")
     step, _ = pretrain_step(cfg, device, args.compile_loss, cuda_graphs=args.cuda_graphs)
     batches = [random_batch(cfg, device), random_batch(cfg, device)]
     ours = summarise(measure(step, batches, warmup, steps, device), pretrain_flops(cfg), B, ceiling)
