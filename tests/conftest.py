@@ -54,28 +54,27 @@ def read_metrics(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def pretrain_batch(cfg: Config, B: int = 2, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, ...]:
-    """Random (video1, video2, frames, frame_index, frame_view) inputs of ``cfg``'s shapes."""
-    m = cfg.model
-    F = cfg.data.num_sampled_frames
-    return (
-        torch.randn(B, 3, m.num_frames, m.img_size, m.img_size, dtype=dtype),
-        torch.randn(B, 3, m.num_frames, m.img_size, m.img_size, dtype=dtype),
-        torch.randn(B, F, 3, m.img_size, m.img_size, dtype=dtype),
-        torch.zeros(B, F, dtype=torch.long),
-        torch.ones(B, F, dtype=torch.long),
-    )
+def float64_batch(cfg: Config) -> dict[str, torch.Tensor]:
+    """``bench.random_batch`` of ``cfg`` on the CPU, pixels in float64."""
+    from crossvideomae.tasks import bench
+
+    batch = bench.random_batch(cfg, torch.device("cpu"))
+    return {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
 
 
-def loss_and_grads(model, cfg: Config, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The pretraining loss of one forward (masks from seed 0) and every parameter's gradient."""
-    from crossvideomae.losses import CrossVideoMAELoss
+def loss_and_grads(model, criterion, batch: dict, fn=None, seed: int = 0):
+    """The pretraining loss of one forward of ``batch`` (``fn`` wraps the loss function, e.g. to compile it;
+    masks and drop-path draws from ``seed``) and every parameter's gradient."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
 
-    torch.manual_seed(0)  # the masks
-    model.zero_grad()
-    loss = CrossVideoMAELoss(cfg.loss)(model(*batch))["total"]
-    loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    def loss(b):
+        out = model(b["video1"], b["video2"], b["images"], b["frame_index1"], b["frame_index2"])
+        return criterion(out)["total"]
+
+    total = (fn(loss) if fn else loss)(batch)
+    total.backward()
+    return total.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def assert_same_loss_and_grads(got, ref) -> None:

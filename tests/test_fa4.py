@@ -7,26 +7,27 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_same_loss_and_grads, loss_and_grads, pretrain_batch
+from conftest import assert_same_loss_and_grads, float64_batch, loss_and_grads
 
 from crossvideomae.config import ConfigError, load_config
 from crossvideomae.fa4 import FA4Attention, fa4_bwd, fa4_fwd, sdpa_attention
 from crossvideomae.losses import CrossVideoMAELoss
 from crossvideomae.models import build_model
+from crossvideomae.tasks import bench
 
 
 def test_fa4_decoder_computes_the_sdpa_decoder():
     """Same parameters (state dicts load both ways), same loss and every gradient, in float64."""
-    ref_cfg = load_config("tiny", ["mask.video_ratio=0.75"])
-    cfg = load_config("tiny", ["mask.video_ratio=0.75", "model.decoder_attention=fa4"])
+    ref_cfg = load_config("tiny", ["mask.video_ratio=0.75", "data.batch_size=2"])
+    cfg = load_config("tiny", ["mask.video_ratio=0.75", "data.batch_size=2", "model.decoder_attention=fa4"])
     torch.manual_seed(1)
     ref = build_model(ref_cfg).double()
     model = build_model(cfg).double()
     model.load_state_dict(ref.state_dict())  # strict: the names are the same
     assert all(isinstance(b.attn, FA4Attention) for b in model.decoder.blocks)
     assert not any(isinstance(b.attn, FA4Attention) for b in model.video_encoder.blocks)
-    batch = pretrain_batch(cfg)
-    assert_same_loss_and_grads(loss_and_grads(model, cfg, batch), loss_and_grads(ref, ref_cfg, batch))
+    batch, criterion = float64_batch(cfg), CrossVideoMAELoss(cfg.loss)
+    assert_same_loss_and_grads(loss_and_grads(model, criterion, batch), loss_and_grads(ref, criterion, batch))
 
 
 def test_fa4_ops_pass_opcheck():
@@ -48,19 +49,14 @@ def test_plain_path_is_sdpa():
 
 def test_fa4_compiles():
     """torch.compile traces through the ops (their fake implementations) and gives the eager result."""
-    cfg = load_config("tiny", ["model.decoder_attention=fa4"])
+    cfg = load_config("tiny", ["model.decoder_attention=fa4", "data.batch_size=2"])
     torch.manual_seed(1)
     model = build_model(cfg)
-    batch = pretrain_batch(cfg, dtype=torch.float32)
-    crit = CrossVideoMAELoss(cfg.loss)
-
-    def loss_fn(*b):
-        torch.manual_seed(0)
-        return crit(model(*b))["total"]
-
-    eager = loss_fn(*batch)
+    batch = bench.random_batch(cfg, torch.device("cpu"))
+    criterion = CrossVideoMAELoss(cfg.loss)
+    eager, _ = loss_and_grads(model, criterion, batch)
     with torch._inductor.config.patch(fallback_random=True):  # the same masks as eager
-        compiled = torch.compile(loss_fn)(*batch)
+        compiled, _ = loss_and_grads(model, criterion, batch, fn=torch.compile)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
 
 

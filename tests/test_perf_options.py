@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-from conftest import TINY
+from conftest import TINY, loss_and_grads
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -58,20 +58,6 @@ def test_encoders_embed_only_visible_tokens_like_the_full_path(tiny_cfg, pos_emb
     assert torch.allclose(img.forward_features(image, ids), ref, atol=1e-10)
 
 
-def _loss_and_grads(model: nn.Module, criterion: CrossVideoMAELoss, batch: dict, fn=None, seed: int = 3):
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(seed)  # same masks and drop-path draws
-
-    def loss(b):
-        return criterion(model(b["video1"], b["video2"], b["images"], b["frame_index1"], b["frame_index2"]))[
-            "total"
-        ]
-
-    total = (fn(loss) if fn else loss)(batch)
-    total.backward()
-    return total.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 def _tiny(*extra: str):
     return load_config(None, TINY + ["data.batch_size=3", "model.drop_path=0.2", *extra])
 
@@ -84,8 +70,8 @@ def test_grad_checkpointing_gives_identical_loss_and_gradients():
         enc.grad_checkpointing = True
     criterion = CrossVideoMAELoss(cfg.loss)
     batch = bench.random_batch(cfg, torch.device("cpu"))
-    loss0, grads0 = _loss_and_grads(model, criterion, batch)
-    loss1, grads1 = _loss_and_grads(ckpt, criterion, batch)
+    loss0, grads0 = loss_and_grads(model, criterion, batch, seed=3)
+    loss1, grads1 = loss_and_grads(ckpt, criterion, batch, seed=3)
     assert torch.equal(loss0, loss1)
     assert grads0.keys() == grads1.keys() and len(grads0) == len(list(model.parameters()))
     for name in grads0:
@@ -100,10 +86,10 @@ def test_step_traces_as_one_graph_and_matches_eager(checkpointing):
     model = build_model(cfg).train()
     criterion = CrossVideoMAELoss(cfg.loss)
     batch = bench.random_batch(cfg, torch.device("cpu"))
-    loss0, grads0 = _loss_and_grads(model, criterion, batch)
+    loss0, grads0 = loss_and_grads(model, criterion, batch, seed=3)
     torch.compiler.reset()
-    compiled = _loss_and_grads(
-        model, criterion, batch, fn=lambda f: torch.compile(f, backend="aot_eager", fullgraph=True)
+    compiled = loss_and_grads(
+        model, criterion, batch, fn=lambda f: torch.compile(f, backend="aot_eager", fullgraph=True), seed=3
     )
     loss1, grads1 = compiled
     assert torch.allclose(loss0, loss1, rtol=1e-6, atol=0)

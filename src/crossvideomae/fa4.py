@@ -30,6 +30,8 @@ INSTALL_HINT = (
     "(or set model.decoder_attention=sdpa)"
 )
 
+KERNEL_DTYPES = (torch.bfloat16, torch.float16)  # what the kernels take
+
 
 @functools.cache
 def _kernels():
@@ -43,7 +45,7 @@ def _kernels():
 def _on_kernels(qkv: torch.Tensor) -> bool:
     if not qkv.is_cuda:
         return False
-    if qkv.dtype not in (torch.bfloat16, torch.float16):
+    if qkv.dtype not in KERNEL_DTYPES:
         raise ValueError(
             f"model.decoder_attention=fa4 runs in bf16 / fp16 on CUDA, got {qkv.dtype}: "
             "set train.precision=bf16 or model.decoder_attention=sdpa"
@@ -137,7 +139,7 @@ class FA4Attention(Attention):
             raise ValueError("FA4Attention: masks are not supported")
         B, N, _ = x.shape
         qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim)
-        if qkv.is_cuda and qkv.dtype not in (torch.bfloat16, torch.float16):  # full precision (no autocast,
+        if qkv.is_cuda and qkv.dtype not in KERNEL_DTYPES:  # full precision (no autocast,
             out = sdpa_attention(qkv, self.scale)  # e.g. the run's pictures): SDPA, as timm does
         else:
             out, _ = fa4_fwd(qkv, self.scale)
