@@ -153,3 +153,25 @@ def test_repeated_sampling_flattens_in_collate(tmp_path):
     assert batch["skipped"] == []
     starts = {_frame_numbers(batch["video1"][k].permute(1, 0, 2, 3))[0] for k in range(3)}
     assert len(starts) > 1  # the r clips of one video differ
+
+
+def test_downsample_on_a_short_video_falls_back_instead_of_repeating_frames():
+    rng = np.random.default_rng(0)
+    ids1 = clip_ids(0, 16, 2, 32)  # a 32-frame video, 16 frames at stride 2: the window spans 31 frames
+    assert downsample_ids(ids1, np.array([3]), 2, 32, rng) is None  # stride 4 would need 61 frames
+    ids2, pos2 = downsample_ids(ids1, np.array([3]), 2, 61, rng)  # exactly long enough: one window, 0..60
+    assert ids2.tolist() == list(range(0, 61, 4))
+    assert abs(int(ids2[pos2[0]]) - int(ids1[3])) == 2  # frame 6 is on no slot: the nearest one
+
+
+def test_dataset_counts_the_temporal_fallback(tmp_path):
+    write_index_video(tmp_path / "v.mp4", 8, preset="ultrafast")  # 4 frames at stride 2 span 7: x2 needs 13
+    write_index_video(tmp_path / "w.mp4", 30, preset="ultrafast")
+    (tmp_path / "list.txt").write_text("v.mp4 0\nw.mp4 1\n")
+    ds = build_pretrain_dataset(_cfg(tmp_path, "aug.temporal_downsample=1.0"))
+    short, long = ds[0], ds[1]
+    assert bool(short["temporal_fallback"]) and not bool(long["temporal_fallback"])
+    assert torch.equal(short["video1"], short["video2"])  # no frame of view 2 repeated past the end
+    frames = _frame_numbers(short["video2"].permute(1, 0, 2, 3))
+    assert np.all(np.diff(frames) == 2) and frames[-1] <= 7  # stride 2 inside the 8 frames, nothing repeated
+    assert _frame_numbers(long["video2"].permute(1, 0, 2, 3)) != _frame_numbers(long["video1"].permute(1, 0, 2, 3))

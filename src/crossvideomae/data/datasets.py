@@ -151,7 +151,8 @@ class PretrainDataset(_RobustVideoDataset):
 
     def _plan(self, i: int, n: int, rng: np.random.Generator):
         """Frame ids and slots of one clip: view 1 ids (T,), sampled slots (F,), view 2 ids (T,) and slots (F,),
-        and the pre-sampled frame record (or None)."""
+        the pre-sampled frame record (or None), and whether view 2's temporal down-sampling fell back to view
+        1's frames because the video is too short for it."""
         d, T = self.cfg.data, self.cfg.model.num_frames
         F, stride = d.num_sampled_frames, d.frame_stride
         pre = None
@@ -164,11 +165,14 @@ class PretrainDataset(_RobustVideoDataset):
             start = random_start(n, T, stride, rng)
             positions = sampled_positions(T, F, d.frame_strategy, rng)
         ids1 = clip_ids(start, T, stride, n)
+        ids2, pos2, fell_back = ids1, positions, False
         if rng.random() < self.cfg.aug.temporal_downsample:
-            ids2, pos2 = downsample_ids(ids1, positions, stride, n, rng)
-        else:
-            ids2, pos2 = ids1, positions
-        return ids1, positions, ids2, pos2, pre
+            down = downsample_ids(ids1, positions, stride, n, rng)
+            if down is None:  # too short for twice the stride: view 2 keeps view 1's frames
+                fell_back = True
+            else:
+                ids2, pos2 = down
+        return ids1, positions, ids2, pos2, pre, fell_back
 
     def _image_file(self, path: str) -> torch.Tensor:
         """(3, H, W) uint8 at the decoded frames' short side."""
@@ -183,7 +187,7 @@ class PretrainDataset(_RobustVideoDataset):
             )
 
         out = defaultdict(list)
-        for ids1, pos1, ids2, pos2, pre in plans:
+        for ids1, pos1, ids2, pos2, pre, fell_back in plans:
             flip = self.tf.flip()  # shared by both views: the motion keeps its direction between them
             out["video1"].append(self.tf.view1(frames[[row[int(k)] for k in ids1]], flip))  # (3, T, S, S)
             out["video2"].append(self.tf.view2(frames[[row[int(k)] for k in ids2]], flip))
@@ -198,6 +202,7 @@ class PretrainDataset(_RobustVideoDataset):
             out["images"].append(self.tf.image(imgs))  # (F, 3, S, S)
             out["frame_index1"].append(torch.as_tensor(pos1, dtype=torch.long))
             out["frame_index2"].append(torch.as_tensor(pos2, dtype=torch.long))
+            out["temporal_fallback"].append(torch.tensor(fell_back))
         item = {k: torch.stack(v) for k, v in out.items()}  # leading r dim
         r = d.repeated_sampling
         item["label"] = torch.full((r,), rec.label, dtype=torch.long)
@@ -271,6 +276,7 @@ def eval_collate(items: list[dict]) -> dict:
 def build_pretrain_dataset(cfg: Config, split: str = "train") -> PretrainDataset:
     """Items: ``video1``, ``video2`` (3, T, S, S) float; ``images`` (F, 3, S, S); ``frame_index1`` /
     ``frame_index2`` (F,) slots of the sampled frames in each view; ``label``, ``kind``, ``index`` (long);
+    ``temporal_fallback`` (bool: view 2's down-sampling did not fit the video and was skipped);
     ``skipped`` (list of ``"path: reason"``). With ``data.repeated_sampling`` = r > 1 each tensor has a leading
     r dim, which :func:`pretrain_collate` flattens into the batch."""
     return PretrainDataset(cfg, split)

@@ -72,19 +72,25 @@ def downsample_ids(
     video_len: int,
     rng: np.random.Generator,
     factor: int = 2,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray] | None:
     """View 2's temporal down-sampling: T frames at ``factor`` x the stride, through the first sampled frame.
 
     The new window is drawn at random among those that put the first sampled frame on a slot (so that frame is
-    in view 2 exactly), keep every sampled frame inside the window and stay inside the video; when the video
-    is too short for that, only the first two conditions hold. Returns view 2's ids (T,) and the new slots (n,)
-    of the sampled frames: the first one exactly, further ones at the nearest slot (at most ``stride`` away
-    when the window holds them; exact when their distance to the first is a multiple of factor x stride).
+    in view 2 exactly), keep every sampled frame inside the window and stay inside the video. Returns view 2's
+    ids (T,) and the new slots (n,) of the sampled frames: the first one exactly, further ones at the nearest
+    slot (at most ``stride`` away when the window holds them; exact when their distance to the first is a
+    multiple of factor x stride).
+
+    Returns None when the video is too short for a window at ``factor`` x the stride: the caller keeps view 1's
+    frames for view 2 (no down-sampling) rather than repeating the last frame, which would freeze part of the
+    clip (32 frames at stride 4 would give ``[0, 4, ..., 28, 31, 31, ..., 31]``).
     """
     T, stride2 = len(ids1), stride * factor
+    if span(T, stride2) > video_len:
+        return None
     sampled = [int(ids1[p]) for p in positions]
     anchor = sampled[0]
-    last = max(video_len - span(T, stride2), 0)
+    last = video_len - span(T, stride2)
     slots = [
         p
         for p in range(T)
@@ -93,8 +99,10 @@ def downsample_ids(
     ]
     if slots:
         start = anchor - int(rng.choice(slots)) * stride2
-    else:
-        start, _ = start_containing(anchor, video_len, T, stride2, rng)
+    else:  # no window inside the video has the first sampled frame on a slot: it takes the nearest slot
+        grid = np.arange(last + 1)[:, None] + np.arange(T)[None, :] * stride2  # (starts, T)
+        miss = np.abs(grid - anchor).min(axis=1)
+        start = int(rng.choice(np.flatnonzero(miss == miss.min())))
     ids2 = clip_ids(start, T, stride2, video_len)
     pos2 = np.array([int(np.abs(ids2 - f).argmin()) for f in sampled])
     return ids2, pos2

@@ -50,7 +50,10 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
     def loss_fn(m: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         video2, _ = mix_video2(batch["video2"], cfg.aug.mixup, cfg.aug.cutmix)  # optional, inside the batch
         out = m(batch["video1"], video2, batch["images"], batch["frame_index1"], batch["frame_index2"])
-        return criterion(out)
+        terms = criterion(out)
+        if "temporal_fallback" in batch:  # logged with the loss terms: how often view 2 kept view 1's frames
+            terms["temporal_fallback"] = batch["temporal_fallback"].float().mean()
+        return terms
 
     pictures = out_dir / "pictures"
 
