@@ -5,23 +5,17 @@
 Variants: hf (the baseline), eager, compile (the model only), compile_loss (model + loss as one graph),
 cdt (compile_loss with Inductor's coordinate-descent tuning of its Triton kernels), autotune (compile_loss with
 Inductor's max-autotune GEMMs: Triton templates that can fuse bias / GELU epilogues, cuBLAS kept as a candidate), cudagraphs (compile_loss
-replayed as CUDA graphs), compile_fused / cudagraphs_fused (compile_loss / cudagraphs with every MLP
-switched to the experimental benchmarks/fused_mlp.py: GELU fused into Triton matrix products), cudagraphs_aggr / cudagraphs_pointwise / cudagraphs_combo / cudagraphs_pdl / cudagraphs_nomix /
+replayed as CUDA graphs), cudagraphs_aggr / cudagraphs_pointwise / cudagraphs_combo / cudagraphs_pdl / cudagraphs_nomix /
 cudagraphs_mixsplit (and Inductor's aggressive fusion / tuned pointwise and reduction kernels / combo kernels /
-programmatic dependent launch / no mix-order reductions / autotuned mix-order split size), cudagraphs_splitqkv
-(cudagraphs with q, k, v projected by three products: benchmarks/split_qkv.py), cudagraphs_splitqkv_pdl (both),
-cudagraphs_fa4 / graph_*_fa4 (with model.decoder_attention=fa4: the decoder's attention through FlashAttention-4's
-kernels, crossvideomae.fa4; needs the flash-attn-4 package),
-graph_whole / graph_image / graph_overlap / graph_views / graph_views_pdl (forward, backward and AdamW as one
-hand-captured CUDA graph; image: the image branch on a second stream; overlap: the image branch, the targets and
-the image branch's AdamW on a second stream; views: and the two views' video branches on two streams;
-graph_stagesN, e.g. graph_stages3: graph_overlap with the video encoder compiled as N regions whose AdamW starts
-on the second stream when their backward is done; benchmarks/overlap_step.py), cudagraphs_explicit_attn (and plain-product attention in the
+programmatic dependent launch / no mix-order reductions / autotuned mix-order split size), cudagraphs_fa4 (with
+model.decoder_attention=fa4: the decoder's attention through FlashAttention-4's kernels, crossvideomae.fa4; needs
+the flash-attn-4 package), cudagraphs_explicit_attn (and plain-product attention in the
 encoders, whose sequences are short), ckpt (eager + activation checkpointing), large / large_compile /
 large_cudagraphs / large_ckpt (ViT-L, batch 16), sdpa (attention backends on the step's shapes). The compiled
 variants profile 3 steps (OUT_DIR/profile_VARIANT.txt; kernel groups and top kernels in the JSON; NO_PROFILE=1 skips it); with
 LOADER_LIST set, compile_loss also runs fed by the real loader (WORKERS processes, default 15). Writes OUT_DIR/matrix.json after every variant and prints a table at the end.
-Setting: ViT-B/16, 16x224x224, batch 32, video and image mask 0.9 (issue 7).
+Setting: ViT-B/16, 16x224x224, batch 32, video and image mask 0.9.
+The experiments' step variants (fused MLP, one hand-captured graph) are in experiments/step_variants.py.
 """
 
 from __future__ import annotations
@@ -35,9 +29,6 @@ import traceback
 from pathlib import Path
 
 import torch
-from fused_mlp import use_fused_mlp  # benchmarks/fused_mlp.py, next to this script
-from overlap_step import SIDE_WORK, whole_graph_step  # benchmarks/overlap_step.py
-from split_qkv import split_qkv  # benchmarks/split_qkv.py
 from torch._inductor import config as inductor_config
 
 from crossvideomae.config import load_config
@@ -60,8 +51,6 @@ INDUCTOR_FLAGS: dict[str, dict] = {
     "cudagraphs_pdl": {"triton.enable_pdl": True},
     "cudagraphs_nomix": {"triton.mix_order_reduction": False},
     "cudagraphs_mixsplit": {"triton.mix_order_reduction_autotune_split_size": True},
-    "cudagraphs_splitqkv_pdl": {"triton.enable_pdl": True},
-    "graph_views_pdl": {"triton.enable_pdl": True},
 }
 BASE = ["mask.video_ratio=0.9", "mask.image_ratio=0.9", "data.batch_size=32", "train.device=cuda"]
 
@@ -139,34 +128,7 @@ def main() -> None:
                 res["sdpa"] = sdpa_backends(device)
                 save()
                 continue
-            if name.startswith("graph_"):  # one hand-captured graph: forward, backward, AdamW
-                cfg = cfg_for("train.compile=true", *(FA4 if name.endswith("_fa4") else ()))
-                base = name.removesuffix("_fa4")
-                side = {
-                    "graph_whole": (),
-                    "graph_image": ("image",),
-                    "graph_overlap": ("image", "targets", "optimizer"),
-                }.get(base, SIDE_WORK)  # graph_views*: all, the two views on two streams too
-                stages = int(base.removeprefix("graph_stages")) if base.startswith("graph_stages") else 1
-                if stages > 1:  # graph_stagesN: graph_overlap + the encoder as N regions, their AdamW early
-                    side = ("image", "targets", "optimizer")
-                step, model = whole_graph_step(cfg, device, side, stages=stages)
-                batches = [bench.random_batch(cfg, device)]
-                with inductor_config.patch(flags):
-                    r = bench.measure(step, batches, 2, 15, device)
-                r = bench.summarise(r, bench.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
-                probes = [next(model.video_encoder.parameters()), next(model.image_encoder.parameters())]
-                before = [p.detach().clone() for p in probes]
-                r["loss"] = float(step(batches[0]))  # a replay trains: the loss is finite, both branches move
-                r["weights_moved"] = all(bool((p != b).any()) for p, b in zip(probes, before, strict=True))
-                if not os.environ.get("NO_PROFILE"):
-                    r.update(
-                        bench.profile_steps(
-                            step, batches[0], 3, device, out_dir / f"profile_{name}.txt", top=25
-                        )
-                    )
-                del step, batches, model
-            elif name == "hf":
+            if name == "hf":
                 cfg = cfg_for()
                 step, make = bench.videomae_step(cfg, device)
                 r = bench.measure(step, [make(), make()], 3, 15, device)
@@ -179,9 +141,6 @@ def main() -> None:
                     "compile_loss": ["train.compile=true"],
                     "cudagraphs": ["train.compile=true"],
                     "cudagraphs_explicit_attn": ["train.compile=true"],
-                    "compile_fused": ["train.compile=true"],
-                    "cudagraphs_fused": ["train.compile=true"],
-                    "cudagraphs_splitqkv": ["train.compile=true"],
                     "cudagraphs_fa4": ["train.compile=true", *FA4],
                     "large": ["model.size=large", "data.batch_size=16"],
                     "large_compile": ["model.size=large", "data.batch_size=16", "train.compile=true"],
@@ -194,10 +153,6 @@ def main() -> None:
                 step, model = bench.pretrain_step(
                     cfg, device, compile_loss=cfg.train.compile and name != "compile", cuda_graphs=graphs
                 )
-                if name.endswith("_fused"):  # before the first call, where compiling happens
-                    use_fused_mlp(model)
-                if "_splitqkv" in name:
-                    split_qkv(model)
                 if (
                     name == "cudagraphs_explicit_attn"
                 ):  # short sequences: do plain products beat fused kernels?
@@ -212,10 +167,7 @@ def main() -> None:
                 r["host_syncs_per_step"], r["host_sync_messages"] = len(syncs), syncs[:3]
                 if not os.environ.get("NO_PROFILE") and name in (
                     "compile_loss",
-                    "compile_fused",
                     "cudagraphs",
-                    "cudagraphs_fused",
-                    "cudagraphs_splitqkv",
                     "cudagraphs_fa4",
                     "cudagraphs_explicit_attn",
                     *INDUCTOR_FLAGS,

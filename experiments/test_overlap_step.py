@@ -1,21 +1,16 @@
-"""The overlapped whole-graph step of benchmarks/overlap_step.py (measured in docs/PERFORMANCE.md, "Run 7")
+"""The overlapped whole-graph step of experiments/overlap_step.py (measured in docs/PERFORMANCE-LOG.md, "Run 7")
 trains like the package's step: with the same weights and masks, two steps give the same losses and the same
 weights — its split backward and its two AdamW instances included. On a CPU it runs without streams or CUDA
 graph (those need a GPU), so this checks the step's logic, not the capture."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from overlap_step import whole_graph_step  # next to this file
 
 from crossvideomae.config import load_config
 from crossvideomae.tasks import bench
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from overlap_step import whole_graph_step  # noqa: E402
 
 
 def _fixed_masks(model, ids_v: torch.Tensor, ids_i: torch.Tensor) -> None:

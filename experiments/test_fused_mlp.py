@@ -1,4 +1,4 @@
-"""The experimental fused MLP (benchmarks/fused_mlp.py, measured in docs/PERFORMANCE.md "Run 6") computes timm's
+"""The experimental fused MLP (experiments/fused_mlp.py, measured in docs/PERFORMANCE-LOG.md "Run 6") computes timm's
 Mlp: its Triton kernels against a float64 reference, on CPU through Triton's interpreter and on a GPU (skipped
 without one), and its fallback everywhere else. The speed comparison is only meaningful if this holds."""
 
@@ -8,18 +8,15 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from fused_mlp import FusedMlp, fused_mlp_available, use_fused_mlp  # next to this file
 from timm.layers import Mlp
 
+from crossvideomae.config import load_config
 from crossvideomae.models import build_model
-
-BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
-sys.path.insert(0, BENCHMARKS)
-from fused_mlp import FusedMlp, fused_mlp_available, use_fused_mlp  # noqa: E402
 
 needs_triton = pytest.mark.skipif(not fused_mlp_available(), reason="Triton is not installed")
 needs_gpu = pytest.mark.skipif(
@@ -71,9 +68,7 @@ def test_kernels_match_float64_in_triton_interpreter(dtype, tol):
     env = {
         **os.environ,
         "TRITON_INTERPRET": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [os.path.dirname(__file__), BENCHMARKS, os.environ.get("PYTHONPATH", "")]
-        ),
+        "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]),
     }
     run = subprocess.run(
         [sys.executable, "-c", _INTERPRETED, dtype], env=env, capture_output=True, text=True, timeout=300
@@ -93,9 +88,9 @@ def test_cpu_falls_back_to_timm_mlp_with_the_same_parameters():
     assert torch.equal(fused(x), ref(x))
 
 
-def test_use_fused_mlp_switches_every_mlp_and_keeps_the_state_dict(tiny_cfg):
+def test_use_fused_mlp_switches_every_mlp_and_keeps_the_state_dict():
     torch.manual_seed(0)
-    plain = build_model(tiny_cfg)
+    plain = build_model(load_config("tiny", []))
     before = {k: v.clone() for k, v in plain.state_dict().items()}
     fused = use_fused_mlp(plain)
     mlps = [m for m in fused.modules() if isinstance(m, Mlp)]

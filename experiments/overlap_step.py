@@ -1,7 +1,7 @@
 """An experiment (not part of the package): the whole pretraining step captured as one CUDA graph, with
-independent work on a second stream (issue 7).
+independent work on a second stream.
 
-The compiled step replayed as Inductor's CUDA graphs (``step_matrix.py`` variant ``cudagraphs``) is three
+The compiled step replayed as Inductor's CUDA graphs (``benchmarks/step_matrix.py`` variant ``cudagraphs``) is three
 pieces with host work between them (forward graph, backward graph, fused AdamW launches) on one stream. Here
 forward, backward and AdamW are one hand-captured graph (PyTorch's "whole-network capture"), and ``side``
 names the work that runs on a second stream, as parallel paths of that graph the GPU can overlap with the
@@ -17,15 +17,15 @@ video branch's large matrix products:
   between them), so that each region's backward is an autograd node of its own whose parameter gradients are
   complete when it ends; the AdamW of every region but the first (the last region with the encoder's norm,
   g_u and the decoder) then runs on the side stream while the earlier regions' backward still runs, instead of
-  after the whole backward. Needs ``optimizer``. Prepared for the next measurement; not yet run on a GPU.
+  after the whole backward. Needs ``optimizer``. Measured: slower than one region (docs/PERFORMANCE-LOG.md, "Run 8").
 - ``views``: the video branch as two calls of B clips (one per view, each with its own masks) on two streams
   instead of one call of 2B clips, so that one view's memory-bound kernels (GELU, LayerNorm, residual adds)
   can run beside the other view's matrix products; their weight gradients add up in autograd.
 
 The branches, the targets and the loss are compiled as separate regions (``CrossVideoMAE.forward_video``,
 ``forward_images``, ``targets``), since Inductor emits one stream per graph. Same mathematics as the package's
-step; ``python benchmarks/step_matrix.py OUT graph_whole graph_image graph_overlap cudagraphs`` times them in
-one process. Measured (docs/PERFORMANCE.md, "Run 7"): image + targets + optimizer 0.8–1.0 ms faster than
+step; ``python experiments/step_variants.py OUT graph_whole graph_image graph_overlap cudagraphs`` times them in
+one process. Measured (docs/PERFORMANCE-LOG.md, "Run 7"): image + targets + optimizer 0.8–1.0 ms faster than
 Inductor's CUDA graphs of the same step, nearly all of it from the image branch; ``views`` slower.
 """
 

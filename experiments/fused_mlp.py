@@ -1,7 +1,7 @@
 """An experiment (not part of the package): the transformer MLP (fc1 -> exact GELU -> fc2) with GELU fused
-into Triton matrix products, to see whether it beats cuBLAS + Inductor's separate GELU kernels (issue 7).
-It does not, on the H200 (docs/PERFORMANCE.md, "Run 6"); it is kept so that the measurement can be re-run:
-``python benchmarks/mlp_bench.py OUT`` and ``python benchmarks/step_matrix.py OUT cudagraphs_fused cudagraphs``.
+into Triton matrix products, to see whether it beats cuBLAS + Inductor's separate GELU kernels.
+It does not, on the H200 (docs/PERFORMANCE-LOG.md, "Run 6"); it is kept so that the measurement can be re-run:
+``python experiments/mlp_bench.py OUT`` and ``python experiments/step_variants.py OUT cudagraphs_fused cudagraphs``.
 
 Unfused, the GELU is a memory-bound pass of its own: on the decoder's (64 x 1568, 1536) hidden activations it
 reads and writes ~0.6 GB forward and ~0.9 GB backward per block. Here
@@ -15,7 +15,7 @@ reads and writes ~0.6 GB forward and ~0.9 GB backward per block. Here
 :class:`FusedMlp` is timm's ``Mlp`` (same parameters and state-dict names) and takes this path only where it
 applies: CUDA tensors in bf16/fp16 (autocast included), Triton importable, exact GELU, no dropout, widths that
 are multiples of 128 (hidden) and 64 (in/out); elsewhere it is timm's ``Mlp``. :func:`use_fused_mlp` switches
-a built model's MLPs over. Correctness: ``tests/test_fused_mlp.py`` (Triton's interpreter on CPU, bf16 on a GPU).
+a built model's MLPs over. Correctness: ``experiments/test_fused_mlp.py`` (Triton's interpreter on CPU, bf16 on a GPU).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One pre-norm MLP sub-block, ``x + mlp(norm(x))``, forward + backward on the pretraining step's shapes:
-timm's ``Mlp`` against the experimental ``FusedMlp`` (benchmarks/fused_mlp.py), eager and compiled, bf16 autocast, in one process.
+timm's ``Mlp`` against the experimental ``FusedMlp`` (experiments/fused_mlp.py), eager and compiled, bf16 autocast, in one process.
 
-    python benchmarks/mlp_bench.py OUT_DIR [autotune]
+    python experiments/mlp_bench.py OUT_DIR [autotune]
 
 ``autotune`` adds timm's Mlp compiled with Inductor's max-autotune GEMMs (Triton templates with persistent TMA
 kernels, which can fuse the GELU epilogue, benchmarked against cuBLAS); it compiles for minutes.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from fused_mlp import FusedMlp, _gemm_gelu_tuned  # benchmarks/fused_mlp.py, next to this script
+from fused_mlp import FusedMlp, _gemm_gelu_tuned  # next to this script
 from timm.layers import Mlp
 
 from crossvideomae.layers import LayerNorm
