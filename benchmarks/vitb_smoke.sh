@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 2's GPU must-show: `crossvideomae pretrain` of ViT-B at 16x224x224, batch 8, 20 steps, bf16, on
-# generated H.264 files (320x320, 64 frames, so the vitb_k400 preset's 16 frames at stride 4 fit). Prints the
+# `crossvideomae pretrain` of ViT-B at 16x224x224, batch 8, 20 steps, bf16, on one GPU, fed by the real loader
+# from generated H.264 files (320x320, 64 frames, so the vitb_k400 preset's 16 frames at stride 4 fit). Prints the
 # card, whether every logged loss is finite, s/step after the first step (checkpoint writes included), the median
 # step interval (without them) and peak memory (results.json).
-#   on the lent GPU machine:  source benchmarks/device_env.sh && OUT=$OUT bash benchmarks/vitb_smoke.sh
+#   usage:  OUT=runs/vitb_smoke [EXTRA="key=value ..."] bash benchmarks/vitb_smoke.sh
 # A CPU dry run of the script itself: VIDEOS=8 SIZE=64 EXTRA="train.device=cpu train.precision=fp32 model.size=tiny
 #   model.depth=2 model.img_size=32 model.num_frames=4 model.embed_dim=48 model.decoder_depth=1 model.decoder_heads=3
 #   data.short_side=32" bash benchmarks/vitb_smoke.sh
