@@ -54,6 +54,19 @@ def read_metrics(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def exit_message(monkeypatch, argv: list[str]) -> str:
+    """Run the console script ``crossvideomae ARGV``; its SystemExit message (a str: Python prints it, status 1)."""
+    import sys
+
+    from crossvideomae.cli import entry
+
+    monkeypatch.setattr(sys, "argv", ["crossvideomae", *argv])
+    with pytest.raises(SystemExit) as info:
+        entry()
+    assert isinstance(info.value.code, str), info.value.code
+    return info.value.code
+
+
 def float64_batch(cfg: Config) -> dict[str, torch.Tensor]:
     """``bench.random_batch`` of ``cfg`` on the CPU, pixels in float64."""
     from crossvideomae.tasks import bench

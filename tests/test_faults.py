@@ -10,7 +10,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pathlib
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +21,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY_RUN, make_synth, read_metrics
+from conftest import TINY_RUN, exit_message, make_synth, read_metrics
 
 import crossvideomae.data
 from crossvideomae.cli import entry, main
@@ -132,6 +135,67 @@ def test_step_checkpoints_land_between_steps_and_epoch_ends_still_save(synth, tm
         ("checkpoint-3.pth", 12, 0),  # step 12 is due too: the end-of-run checkpoint covers it
     ]
     assert (tmp_path / last).samefile(tmp_path / "checkpoint-3.pth")
+
+
+# ------------------------------------------------------------------------------------------ damaged checkpoints
+def _damage(run, name, how):
+    """Replace a checkpoint by a truncated copy or by a pickle that weights-only loading refuses."""
+    path = run / name
+    if how == "truncated":
+        data = (run / "checkpoint-1.pth").read_bytes()
+        path.unlink(missing_ok=True)  # checkpoint-last.pth is a second name of an epoch file: cut the link
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.unlink(missing_ok=True)
+        torch.save({"step": 99, "note": pathlib.PurePosixPath("runs")}, path)  # a class weights_only refuses
+
+
+def test_resume_falls_back_past_damaged_checkpoints_and_rotation_keeps_the_newest_good_one(
+    synth, reference, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    _damage(run, "checkpoint-last.pth", "truncated")
+    _damage(run, "checkpoint-3.pth", "refused")
+    _damage(run, "checkpoint-7.pth", "truncated")  # left by an earlier, longer attempt
+    capsys.readouterr()
+    res = main(_args(synth, run, "train.keep_checkpoints=2", "--resume"))
+    out = capsys.readouterr().out
+    for name, why in (("checkpoint-last.pth", "not a readable"), ("checkpoint-3.pth", "refused to load"),
+                      ("checkpoint-7.pth", "not a readable")):  # fmt: skip
+        assert re.search(rf"--resume: skipped .*{name}: {why}", out), out
+    assert f"resumed from {run / 'checkpoint-2.pth'}: epoch 2, step 8" in out
+    assert res["steps"] == STEPS
+    _assert_same_weights(_weights(run), _weights(reference))
+    assert read_metrics(run) == read_metrics(reference)
+    # kept by the steps they hold: the new checkpoint-3.pth and checkpoint-2.pth, not the damaged checkpoint-7.pth
+    assert sorted(p.name for p in run.glob("checkpoint-*.pth")) == [
+        "checkpoint-2.pth", "checkpoint-3.pth", "checkpoint-last.pth"
+    ]  # fmt: skip
+
+
+def test_resume_with_no_checkpoint_that_loads_names_them_and_changes_nothing(
+    synth, reference, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    for name, how in (("checkpoint-last.pth", "refused"), ("checkpoint-1.pth", "truncated"),
+                      ("checkpoint-2.pth", "truncated"), ("checkpoint-3.pth", "refused")):  # fmt: skip
+        _damage(run, name, how)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != "config.yaml"}
+    message = exit_message(monkeypatch, _args(synth, run, "--resume"))
+    assert (
+        message.startswith(f"crossvideomae pretrain: --resume: no checkpoint in {run} loads")
+        and "\n" not in message
+    )
+    for name in ("checkpoint-last.pth", "checkpoint-1.pth", "checkpoint-2.pth", "checkpoint-3.pth"):
+        assert str(run / name) in message
+    after = {
+        p.name: p.read_bytes()
+        for p in run.iterdir()
+        if p.is_file() and p.name not in ("config.yaml", "config-1.yaml")
+    }
+    assert after == before  # checkpoints, metrics.jsonl and results.json as they were
 
 
 # ------------------------------------------------------------------------------------------ preemption

@@ -120,8 +120,11 @@ def _unsafe_globals(path: Path, err: Exception) -> str:
     return ", ".join(found) if found else str(err).splitlines()[0]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint (torch pickle with weights_only=True, or safetensors) without running pickled code."""
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """Read a checkpoint (torch pickle with weights_only=True, or safetensors) without running pickled code.
+    ``mmap``: map a torch file's tensors instead of reading them (only its small pickled header is read)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -135,7 +138,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})"
             ) from None
     try:
-        return _torch_load(path, map_location)
+        return _torch_load(path, map_location, mmap=mmap)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled objects other than tensors and plain containers, "
@@ -160,24 +163,61 @@ def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """Newest complete checkpoint of a run: ``checkpoint-last.pth`` or the highest epoch that loads.
+def checkpoint_step(path: Path) -> int:
+    """The optimiser step a checkpoint holds. The file is memory-mapped, so only its small pickled header is
+    read: a truncated file has lost the zip directory at its end and fails to open (:class:`CheckpointError`)."""
+    return int(load_checkpoint(path, mmap=True).get("step", -1))
 
-    Files are memory-mapped, so only their small pickled header is read: a truncated file has lost the zip
-    directory at its end and fails to open.
+
+def _by_step(run_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """A run's checkpoints whose header loads, the most steps first (``checkpoint-last.pth`` first among
+    equals), and the reasons of those that do not load."""
+    found, refused = [], []
+    for p in [Path(run_dir) / "checkpoint-last.pth", *reversed(epoch_checkpoints(run_dir))]:
+        if p.is_file():
+            try:
+                found.append((checkpoint_step(p), p))
+            except CheckpointError as err:
+                refused.append(str(err))
+    return [p for _, p in sorted(found, key=lambda sp: -sp[0])], refused
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """Newest complete checkpoint of a run: ``checkpoint-last.pth`` or the highest epoch whose header loads."""
+    return next(iter(_by_step(run_dir)[0]), None)
+
+
+def load_resumable(run_dir: str | Path) -> tuple[Path | None, dict[str, Any] | None, list[str]]:
+    """The newest checkpoint of a run that loads, read; and why each one that does not load was skipped.
+
+    (None, None, []) when the run has no checkpoint. Raises :class:`CheckpointError` naming every file and its
+    reason when there are checkpoints and none of them loads: a resume must never start over silently.
     """
-    candidates = [Path(run_dir) / "checkpoint-last.pth", *reversed(epoch_checkpoints(run_dir))]
-    best, best_step = None, -1
-    for p in candidates:
-        if not p.is_file():
-            continue
+    newest_first, skipped = _by_step(run_dir)
+    for path in newest_first:
         try:
-            step = int(_torch_load(p, "cpu", mmap=True).get("step", -1))
-        except Exception:
-            continue  # an incomplete or damaged file: fall back to an older one
-        if step > best_step:
-            best, best_step = p, step
-    return best
+            return path, load_checkpoint(path), skipped
+        except CheckpointError as err:  # the header loaded, the tensors did not
+            skipped.append(str(err))
+    if skipped:
+        raise CheckpointError(
+            f"--resume: no checkpoint in {run_dir} loads (the run's files are left as they are): "
+            + "; ".join(skipped)
+        )
+    return None, None, []
+
+
+def rotate_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the ``keep`` epoch checkpoints holding the most steps; files that do not load count as
+    the oldest, so the newest good checkpoint is never the one deleted."""
+    ranked = []
+    for i, p in enumerate(epoch_checkpoints(run_dir)):
+        try:
+            ranked.append((checkpoint_step(p), i, p))
+        except CheckpointError:
+            ranked.append((-1, i, p))
+    for *_, p in sorted(ranked)[:-keep]:
+        p.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------- reading any layout

@@ -37,9 +37,8 @@ from .checkpoint import (
     CheckpointError,
     atomic_link,
     atomic_write,
-    epoch_checkpoints,
-    latest_checkpoint,
-    load_checkpoint,
+    load_resumable,
+    rotate_checkpoints,
     save_checkpoint,
 )
 from .optim import build_adamw, lr_at, param_groups, scaled_lr, set_lr
@@ -334,11 +333,13 @@ def fit(
 
     state = RunState()
     if resume:
-        path = latest_checkpoint(out_dir)
-        if path is None:
+        path, ckpt, skipped = load_resumable(out_dir)
+        if main:
+            for reason in skipped:
+                print(f"--resume: skipped {reason}")
+        if ckpt is None:
             print(f"--resume: no checkpoint in {out_dir}, starting from scratch")
         else:
-            ckpt = load_checkpoint(path)
             try:
                 D.load_full_state(raw_model, optimizer, ckpt["model"], ckpt["optimizer"])
             except (RuntimeError, ValueError, KeyError) as err:
@@ -523,8 +524,7 @@ def fit(
                 save_due = False
                 if main:  # the same state: a second name for the file, not a second write (or FSDP gather)
                     atomic_link(out_dir / f"checkpoint-{state.epoch}.pth", out_dir / "checkpoint-last.pth")
-                    for old in epoch_checkpoints(out_dir)[: -tc.keep_checkpoints]:
-                        old.unlink(missing_ok=True)
+                    rotate_checkpoints(out_dir, tc.keep_checkpoints)
             D.barrier()
     del batches  # stops the loader's workers
     log.close()
