@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import TINY, TINY_RUN, make_synth
+from conftest import TINY, TINY_RUN, exit_message, make_synth
 
-from crossvideomae.cli import entry, main
+from crossvideomae.cli import main
 from crossvideomae.config import Config, ConfigError, _rules, load_config
 from crossvideomae.data import ListError, TooManyBadVideos
 from crossvideomae.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
@@ -52,15 +53,6 @@ def finished(synth, tmp_path_factory):
     return out
 
 
-def _exit_message(monkeypatch, argv) -> str:
-    """Run the console script; its SystemExit message (it must not exit 0)."""
-    monkeypatch.setattr(sys, "argv", ["crossvideomae", *argv])
-    with pytest.raises(SystemExit) as info:
-        entry()
-    assert isinstance(info.value.code, str), info.value.code  # a message, which Python prints with status 1
-    return info.value.code
-
-
 # ------------------------------------------------------------------------------------------------ list files
 @pytest.mark.parametrize(
     "content, match",
@@ -81,7 +73,7 @@ def test_bad_list_file_names_file_and_line(synth, tmp_path, monkeypatch, content
     with pytest.raises(ListError, match=match):
         main(_pretrain(tmp_path / "run", lst))
     assert not list((tmp_path / "run").glob("checkpoint-*"))
-    message = _exit_message(monkeypatch, _pretrain(tmp_path / "run2", lst))
+    message = exit_message(monkeypatch, _pretrain(tmp_path / "run2", lst))
     assert message.startswith(f"crossvideomae pretrain: {lst}") and "\n" not in message
 
 
@@ -117,7 +109,7 @@ def test_unreadable_videos_are_skipped_listed_and_limited(synth, tmp_path, monke
 
     with pytest.raises(TooManyBadVideos, match="data.max_bad_fraction=0.1"):
         main(_pretrain(tmp_path / "strict", lst, "data.max_bad_fraction=0.1"))
-    message = _exit_message(monkeypatch, _pretrain(tmp_path / "strict2", lst, "data.max_bad_fraction=0.1"))
+    message = exit_message(monkeypatch, _pretrain(tmp_path / "strict2", lst, "data.max_bad_fraction=0.1"))
     assert "videos failed to decode" in message and str(tmp_path / "empty.mp4") in message
 
 
@@ -133,7 +125,7 @@ def test_init_from_an_encoder_of_another_width_is_an_error(synth, tmp_path, monk
         CheckpointError, match=r"encoder\.safetensors: nothing in it fits a video encoder.*another shape"
     ):
         main(_pretrain(tmp_path / "run", synth / "train.txt", f"init.video={path}"))
-    assert "nothing in it fits" in _exit_message(
+    assert "nothing in it fits" in exit_message(
         monkeypatch, _pretrain(tmp_path / "run2", synth / "train.txt", f"init.video={path}")
     )
 
@@ -241,6 +233,119 @@ def test_user_errors_end_the_program_with_a_message_not_a_traceback(tmp_path):
     assert proc.returncode == 1
     assert f"crossvideomae pretrain: {empty}: no videos listed" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_only_training_commands_take_resume_and_no_command_overwrites_another_ones_results(
+    synth, finished, tmp_path, capsys
+):
+    """``--resume`` exists where a command continues a run; an evaluation never writes into a training run, nor
+    into a folder holding another command's results."""
+    from crossvideomae.cli import COMMANDS, _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command")
+    listed = {name for name in COMMANDS if "--resume" in sub.choices[name].format_help()}
+    assert listed == {"pretrain", "adapt", "finetune"}
+    before = _snapshot(finished)
+    retrieve = ["retrieve", "--config", "tiny", *RUN, f"data.train_list={synth / 'train.txt'}",
+                f"data.val_list={synth / 'train.txt'}", f"eval.checkpoint={finished / 'checkpoint-last.pth'}"]  # fmt: skip
+    with pytest.raises(SystemExit) as info:
+        main([retrieve[0], "-o", str(finished), "--resume", *retrieve[1:]])
+    assert info.value.code == 2 and "unrecognized arguments: --resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="holds the checkpoints of an earlier run"):
+        main([retrieve[0], "-o", str(finished), *retrieve[1:]])
+    assert _snapshot(finished) == before
+    data = _snapshot(synth)  # the synthetic dataset's folder holds results.json of `synth`
+    with pytest.raises(SystemExit, match=r"holds the results of `crossvideomae synth`.*nothing was written"):
+        main([retrieve[0], "-o", str(synth), *retrieve[1:]])
+    assert _snapshot(synth) == data
+
+
+def _mount_tmpfs(folder, options):
+    """A tmpfs at ``folder`` (root in a container that allows mounts), else skip the test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    return folder
+
+
+def _user_error(case, synth, tmp_path, request):
+    """(argv, a regex the one-line message matches) of each user error."""
+    run = tmp_path / "run"
+    videos = [line.rsplit(maxsplit=1)[0] for line in (synth / "train.txt").read_text().splitlines()]
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(f"{synth / v} {i % 2}\n" for i, v in enumerate(videos)))
+    if case == "empty-train-list":
+        return _pretrain(run, ""), r"data\.train_list.* empty"
+    if case == "list-shorter-than-a-batch":
+        lst.write_text("".join(f"{synth / v} 0\n" for v in videos[:3]))
+        return _pretrain(run, lst), r"3 videos.*data\.batch_size=8"
+    if case == "malformed-kinds":
+        (tmp_path / "list_kinds.txt").write_text(f"{videos[0]} round\n")
+        return _pretrain(run, lst), r"list_kinds\.txt:1: expected 'path kind'"
+    if case in ("negative-label", "label-beyond-label-map"):
+        bad = "-1" if case == "negative-label" else "7"
+        lst.write_text(f"{synth / videos[0]} 0\n{synth / videos[1]} {bad}\n")
+        (tmp_path / "label_map.json").write_text(json.dumps({"classes": ["a", "b"]}))
+        argv = [
+            "linprobe",
+            "--config",
+            "tiny",
+            "-o",
+            str(run),
+            *RUN,
+            f"data.train_list={lst}",
+            f"data.val_list={lst}",
+        ]
+        return argv, rf"list\.txt:2: label {bad} is not a class index.*0 to 1"
+    if case == "convert-dest-not-safetensors":
+        export = _encoder_export(tmp_path)
+        return [
+            "convert",
+            str(export),
+            "-o",
+            str(run),
+            "--dest",
+            str(tmp_path / "enc.pth"),
+        ], r"--dest .*\.safetensors"
+    if case == "output-is-a-file":
+        run.write_text("")
+        return _pretrain(run, lst), r"--output-dir .*run is a file"
+    if case == "output-under-proc":
+        return _pretrain(
+            "/proc/crossvideomae-run", lst
+        ), r"cannot write into --output-dir /proc/crossvideomae-run"
+    if case == "output-on-a-read-only-file-system":
+        ro = _mount_tmpfs(tmp_path / "ro", "ro,size=1m")
+        request.addfinalizer(lambda: subprocess.run(["umount", str(ro)]))
+        return _pretrain(ro / "run", lst), r"cannot write into --output-dir .*Read-only file system"
+    if case == "cuda-without-cuda":
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        return _pretrain(run, lst, "train.device=cuda"), r"config key 'train\.device': .*no CUDA"
+    raise AssertionError(case)
+
+
+USER_ERRORS = [
+    "empty-train-list", "list-shorter-than-a-batch", "malformed-kinds", "negative-label", "label-beyond-label-map",
+    "convert-dest-not-safetensors", "output-is-a-file", "output-under-proc", "output-on-a-read-only-file-system",
+    "cuda-without-cuda",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", USER_ERRORS)
+def test_user_error_exits_with_one_line_naming_the_problem(synth, tmp_path, monkeypatch, request, case):
+    argv, match = _user_error(case, synth, tmp_path, request)
+    message = exit_message(monkeypatch, argv)
+    assert "\n" not in message and "Traceback" not in message, message
+    assert re.search(match, message), message
+
+
+def test_an_empty_override_value_is_the_empty_string():
+    cfg = load_config("tiny", ["eval.checkpoint=", "data.root="])
+    assert cfg.eval.checkpoint == "" and cfg.data.root == ""
+    with pytest.raises(ConfigError, match=r"config key 'train\.epochs'"):
+        load_config("tiny", ["train.epochs="])
 
 
 # ------------------------------------------------------------------------------------------------ config rules

@@ -13,6 +13,7 @@ import errno
 import importlib
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "convert checkpoints between MAE / VideoMAE / SpatioTemporalMAE / HF and ours"),
     "bench": ("bench", "time pretraining steps on the GPU against a Hugging Face VideoMAE baseline"),
 }
+# The commands that train (engine.train.fit) and so continue a run with --resume; the others take no --resume.
+RESUMABLE = ("pretrain", "adapt", "finetune")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,9 +54,10 @@ def _parser() -> argparse.ArgumentParser:
             help="YAML file or packaged preset (tiny, vits_synth, vitb_k400, vitb_ssv2)",
         )
         p.add_argument("--output-dir", "-o", default=None, help=f"run folder (default: runs/{name})")
-        p.add_argument(
-            "--resume", action="store_true", help="continue from the newest checkpoint in the run folder"
-        )
+        if name in RESUMABLE:
+            p.add_argument(
+                "--resume", action="store_true", help="continue from the newest checkpoint in the run folder"
+            )
         task = _task(module, required=False)
         if task is not None and hasattr(task, "add_arguments"):
             task.add_arguments(p)  # command-specific options and positionals, before the overrides
@@ -89,6 +93,39 @@ def _write_config(cfg: Config, out_dir: Path) -> None:
         (out_dir / f"config-{n}.yaml").write_text(old)
 
 
+def _results_command(out_dir: Path) -> str | None:
+    """The command whose ``results.json`` the folder holds (None: none, or one that does not say)."""
+    try:
+        return json.loads((out_dir / "results.json").read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_run_folder(command: str, out_dir: Path, resume: bool) -> None:
+    """Refuse, before anything is written, a folder that holds an earlier training run (without --resume) or
+    another command's results, and one that cannot be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SystemExit(f"crossvideomae {command}: --output-dir {out_dir} is a file, not a folder")
+    if not resume and next(out_dir.glob("checkpoint-*.pth"), None) is not None:
+        raise SystemExit(
+            f"crossvideomae {command}: {out_dir} holds the checkpoints of an earlier run; add --resume to "
+            "continue it or choose another --output-dir (nothing was written)"
+        )
+    owner = _results_command(out_dir)
+    if owner not in (None, command):
+        raise SystemExit(
+            f"crossvideomae {command}: {out_dir} holds the results of `crossvideomae {owner}`; choose another "
+            "--output-dir (nothing was written)"
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as err:
+        raise SystemExit(
+            f"crossvideomae {command}: cannot write into --output-dir {out_dir}: {err}"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run one command; returns its results dict (also written to ``DIR/results.json``)."""
     args = _parser().parse_args(argv)
@@ -103,12 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ConfigError as err:
         raise SystemExit(f"crossvideomae {args.command}: {err}") from None
     out_dir = Path(args.output_dir or f"runs/{args.command}")
-    if not args.resume and next(out_dir.glob("checkpoint-*.pth"), None) is not None:
-        raise SystemExit(
-            f"crossvideomae {args.command}: {out_dir} holds the checkpoints of an earlier run; add --resume to "
-            "continue it or choose another --output-dir (nothing was written)"
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_run_folder(args.command, out_dir, getattr(args, "resume", False))
     task = _task(COMMANDS[args.command][0])
     from .engine.distributed import is_main_process
 
@@ -116,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _write_config(cfg, out_dir)
     results = task.run(cfg, out_dir, args)
     if is_main_process():
-        write_json(out_dir / "results.json", results)
+        write_json(out_dir / "results.json", {"command": args.command, **results})
     return results
 
 

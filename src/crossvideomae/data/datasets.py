@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..config import Config
+from ..config import Config, ConfigError
 from .decode import DecodeError, open_video
 from .lists import FrameRecord, VideoRecord, list_images, num_classes, read_frame_index, read_list
 from .sampling import (
@@ -142,9 +142,8 @@ class PretrainDataset(_RobustVideoDataset):
             self.presampled = list(by_video.values())
         else:
             if not list_path:
-                raise ValueError(
-                    f"data.{'train' if split == 'train' else 'val'}_list is empty: give a list file or folder"
-                )
+                key = f"data.{'train' if split == 'train' else 'val'}_list"
+                raise ConfigError(f"config key '{key}': is empty: give a list file or folder")
             self.records = read_list(list_path, d.root)
         self.images = list_images(d.image_source) if d.image_source else []
         self.tf = PretrainTransforms(d, cfg.aug, cfg.model.img_size)

@@ -6,7 +6,8 @@ A relative path is resolved against ``data.root`` when it is set, else against t
 so a dataset folder with its lists inside can be moved as a whole. Optional sidecars beside ``NAME.txt``:
 
 - ``NAME_kinds.txt``: ``path kind`` lines, the synthetic object-kind label (kind = -1 where absent);
-- ``label_map.json``: ``{"classes": [...]}`` gives the class count (else max label + 1).
+- ``label_map.json``: ``{"classes": [...]}`` gives the class count (else max label + 1); a label outside it
+  (or below 0) is an error naming the line.
 
 A line whose file does not exist is an error naming the list file and line number; catching it at load
 time is cheaper than a worker crash an hour in.
@@ -59,6 +60,7 @@ def read_list(list_path: str | Path, root: str = "", check_files: bool = True) -
         raise ListError(f"list file not found: {list_path}")
     base = Path(root) if root else list_path.parent
     kinds = _read_kinds(list_path.with_name(list_path.stem + "_kinds.txt"))
+    classes = _label_map_size(list_path)
     records = []
     for lineno, line in enumerate(list_path.read_text().splitlines(), 1):
         line = line.strip()
@@ -67,10 +69,18 @@ def read_list(list_path: str | Path, root: str = "", check_files: bool = True) -
         parts = line.rsplit(maxsplit=1)
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
             raise ListError(f"{list_path}:{lineno}: expected 'path label', got {line!r}")
+        label = int(parts[1])
+        if label < 0 or (classes is not None and label >= classes):
+            known = (
+                f"0 to {classes - 1}, as {list_path.parent / 'label_map.json'} lists {classes}"
+                if classes
+                else ">= 0"
+            )
+            raise ListError(f"{list_path}:{lineno}: label {label} is not a class index ({known})")
         path = _resolve(parts[0], base)
         if check_files and not Path(path).is_file():
             raise ListError(f"{list_path}:{lineno}: video file not found: {path}")
-        records.append(VideoRecord(path, int(parts[1]), kinds.get(parts[0], -1)))
+        records.append(VideoRecord(path, label, kinds.get(parts[0], -1)))
     if not records:
         raise ListError(f"{list_path}: no videos listed")
     return records
@@ -80,10 +90,13 @@ def _read_kinds(path: Path) -> dict[str, int]:
     if not path.is_file():
         return {}
     out = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            name, kind = line.rsplit(maxsplit=1)
-            out[name] = int(kind)
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.rsplit(maxsplit=1)
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise ListError(f"{path}:{lineno}: expected 'path kind', got {line.strip()!r}")
+        out[parts[0]] = int(parts[1])
     return out
 
 
@@ -112,12 +125,19 @@ def num_classes(list_path: str | Path, records: list[VideoRecord]) -> int:
     list_path = Path(list_path)
     if list_path.is_dir():
         return len(folder_classes(list_path))
+    return _label_map_size(list_path) or max(r.label for r in records) + 1
+
+
+def _label_map_size(list_path: Path) -> int | None:
+    """The class count of ``label_map.json`` beside a list file, None without one."""
     label_map = list_path.parent / "label_map.json"
-    if label_map.is_file():
+    if not label_map.is_file():
+        return None
+    try:
         classes = json.loads(label_map.read_text()).get("classes")
-        if classes:
-            return len(classes)
-    return max(r.label for r in records) + 1
+    except (ValueError, AttributeError):
+        raise ListError(f'{label_map}: expected JSON like {{"classes": [...]}}') from None
+    return len(classes) if classes else None
 
 
 INDEX_FIELDS = ("video", "label", "frame_index", "timestamp", "image")

@@ -31,7 +31,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from ..config import Config, to_dict
+from ..config import Config, ConfigError, to_dict
 from . import distributed as D
 from .checkpoint import (
     CheckpointError,
@@ -51,9 +51,18 @@ class NonFiniteLossError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a device; a CUDA device this machine does not have is a :class:`ConfigError`."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (
+        not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+    ):
+        found = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA"
+        raise ConfigError(
+            f"config key 'train.device': {name} asked, this machine has {found} (use auto or cpu)"
+        )
+    return device
 
 
 # ---------------------------------------------------------------------------------------- reproducible data
@@ -315,9 +324,9 @@ def fit(
     if tc.steps_per_epoch:
         batches_per_epoch = min(batches_per_epoch, tc.steps_per_epoch * accum) if batches_per_epoch else 0
     if batches_per_epoch < accum:
-        raise ValueError(
-            f"dataset of {len(items)} samples gives {batches_per_epoch} batches of {bs} per process, "
-            f"fewer than optim.accum_steps={accum}: lower data.batch_size"
+        raise ConfigError(
+            f"config key 'data.batch_size': {len(items)} videos make {batches_per_epoch} batches of "
+            f"data.batch_size={bs} per process, fewer than optim.accum_steps={accum}: lower data.batch_size"
         )
     steps_per_epoch = batches_per_epoch // accum * repeat_batch
     total_steps = steps_per_epoch * tc.epochs

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    if args.to == "ours" and args.dest and Path(args.dest).suffix != ".safetensors":
+        raise SystemExit(f"crossvideomae convert: --dest {args.dest}: our export is a .safetensors file")
     found = model_config_from_checkpoint(args.source)
     if found is not None:
         cfg = dataclasses.replace(cfg, model=found)
