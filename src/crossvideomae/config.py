@@ -472,8 +472,8 @@ def load_config(config: str | None = None, overrides: list[str] | tuple[str, ...
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not of the form key=value")
         for item in overrides:  # one at a time: some errors (a tuple of the wrong length) carry no key
-            # `key=` is the empty string (OmegaConf would read None, which no field accepts)
-            node = OmegaConf.merge(node, OmegaConf.from_dotlist([item + "''" if item.endswith("=") else item]))
+            value = item + "''" if item.endswith("=") else item  # `key=`: "" (OmegaConf would read None)
+            node = OmegaConf.merge(node, OmegaConf.from_dotlist([value]))
         item = None
         cfg = OmegaConf.to_object(node)
     except OmegaConfBaseException as err:
