@@ -1,11 +1,11 @@
 """Decoder attention through FlashAttention-4 (``model.decoder_attention=fa4``, ``crossvideomae.fa4``) against
 cuDNN's fused SDPA (timm's path, PyTorch's pick on Hopper), fwd + bwd of one call in bf16 on the step's three
-attention shapes, and both against a float32 reference on a slice of each shape (issue 7).
+attention shapes, and both against a float32 reference on a slice of each shape.
 
     python3 benchmarks/fa4_attention.py OUT_DIR        # writes OUT_DIR/fa4_attention.json
 
-Needs CUDA and the flash-attn-4 package (on the lent GPU machine: benchmarks/fa4_device.sh). The full step with
-and without it: ``benchmarks/step_matrix.py OUT cudagraphs_fa4 cudagraphs graph_overlap_fa4 graph_overlap``.
+Needs CUDA and the flash-attn-4 package (``pip install 'crossvideomae[fa4]'``). The full step with and without
+it: ``benchmarks/step_matrix.py OUT cudagraphs_fa4 cudagraphs``.
 """
 
 from __future__ import annotations

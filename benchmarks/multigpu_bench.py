@@ -30,7 +30,7 @@ from crossvideomae.losses import CrossVideoMAELoss
 from crossvideomae.models import build_model
 from crossvideomae.tasks.bench import autocast_for, measure, random_batch
 
-# Issue 7's setting: ViT-B/16, 16x224x224, video and image masks 0.9, 32 clips per GPU.
+# The setting of docs/PERFORMANCE.md: ViT-B/16, 16x224x224, video and image masks 0.9, 32 clips per GPU.
 BASE = ["mask.video_ratio=0.9", "mask.image_ratio=0.9", "data.batch_size=32", "train.device=cuda"]
 KEYS = ("video1", "video2", "images", "frame_index1", "frame_index2")
 

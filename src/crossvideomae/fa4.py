@@ -3,7 +3,7 @@
 The decoder attends over every token of a clip (1568 at 16x224x224), which makes its attention most of the
 step's attention FLOPs. cuDNN's fused SDPA, PyTorch's pick on Hopper, reaches ~270-325 TFLOP/s there (head dim
 64); the CuTe-DSL kernels of the ``flash-attn-4`` package (on Hopper: FA3's warp-specialised algorithm) reach
-~440, which takes the ViT-B step over 40% MFU (docs/PERFORMANCE.md, "Run 8"). The encoders keep SDPA: on their
+~440, which takes the ViT-B step over 40% MFU (docs/PERFORMANCE-LOG.md). The encoders keep SDPA: on their
 short sequences (157 and 21 tokens) cuDNN is faster.
 
 :class:`FA4Attention` is timm's ``Attention`` (same parameters and state-dict names) whose forward hands the
