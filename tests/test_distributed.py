@@ -47,7 +47,7 @@ def _worker(rank: int, fn, args: tuple, port: int, out: str) -> None:
         with open(out, "wb") as f:
             pickle.dump(result, f)
     # Leave together and explicitly: a rank that exits while the other still holds the group can die in gloo's
-    # threads ("terminate called without an active exception", SIGABRT; seen once in a fresh-check, see
+    # threads ("terminate called without an active exception", SIGABRT; seen once in a fresh clone, see
     # pytorch/pytorch#190489).
     D.barrier()
     dist.destroy_process_group()

@@ -1,4 +1,4 @@
-"""CrossVideoMAE losses (SPEC section 4, paper eq. 1-11).
+"""CrossVideoMAE losses (paper eq. 1-11).
 
     ℓ(a, p)_i = −log exp(s(a_i,p_i)/τ) / ( Σ_{k≠i} exp(s(a_i,a_k)/τ) + Σ_k exp(s(a_i,p_k)/τ) )
     L_intra = mean_i [ℓ(z_u¹, z_u²)_i + ℓ(z_f¹, z_f²)_i] / 2

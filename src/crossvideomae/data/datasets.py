@@ -120,7 +120,7 @@ class _RobustVideoDataset(Dataset):
 
 # --------------------------------------------------------------------------------------------- pretraining
 class PretrainDataset(_RobustVideoDataset):
-    """Items for CrossVideoMAE pretraining (SPEC §5); see :func:`build_pretrain_dataset` for the fields.
+    """Items for CrossVideoMAE pretraining (two views of a clip, sampled frames); see :func:`build_pretrain_dataset` for the fields.
 
     With ``data.presampled`` the items are the videos of a pre-sampled frame index: each item picks one of the
     video's pre-sampled frames, reads it from its image file for the image branch, and places view 1's window
@@ -215,7 +215,7 @@ class PretrainDataset(_RobustVideoDataset):
 # --------------------------------------------------------------------------------------------- evaluation
 class EvalDataset(_RobustVideoDataset):
     """Labelled clips: train = random clip + view-1 style augmentation; test = centre clip and centre crop, or
-    with ``multiview`` the K x crops views of SPEC §7 stacked as (V, 3, T, S, S)."""
+    with ``multiview`` the K temporal clips x spatial crops of the multi-view test stacked as (V, 3, T, S, S)."""
 
     def __init__(self, cfg: Config, list_path: str, train: bool, multiview: bool = False):
         super().__init__(cfg, list_path)

@@ -4,7 +4,7 @@ Frame index k means the k-th frame in presentation order. PyAV maps it to a time
 packet timestamps (demuxing reads them without decoding, so variable frame rate is exact), seeks to the
 key frame before the first wanted frame and decodes only up to the last wanted one. Frames are converted to
 RGB by libswscale, optionally already resized so that the short side is ``short_side`` (the view-1 short-side
-scale of SPEC §5 costs nothing extra there, and every later op works on the smaller frame).
+scale costs nothing extra there, and every later op works on the smaller frame).
 
 Any failure (missing / zero-byte / truncated / corrupt file, unsupported codec) raises :class:`DecodeError`
 whose message names the file and the reason; the datasets log it and draw another video.

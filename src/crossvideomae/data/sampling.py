@@ -1,4 +1,4 @@
-"""Which frames make a clip: the index math of SPEC §5, kept apart from decoding and pixels so it can be tested.
+"""Which frames make a clip (T at a stride, and where), kept apart from decoding and pixels so it can be tested.
 
 Frame ids are presentation-order indices into the video; positions are slots 0..T-1 inside a clip. A clip is
 T frames at a stride from a start. When the window (T-1)*stride+1 is longer than the video, the ids past the
@@ -30,7 +30,7 @@ def centre_start(video_len: int, num_frames: int, stride: int) -> int:
 
 
 def even_starts(video_len: int, num_frames: int, stride: int, num_clips: int) -> list[int]:
-    """Starts of ``num_clips`` evenly spaced clips covering the video (the multi-view test of SPEC §7)."""
+    """Starts of ``num_clips`` evenly spaced clips covering the video (the multi-view test)."""
     last = max(video_len - span(num_frames, stride), 0)
     if num_clips == 1:
         return [last // 2]

@@ -1,4 +1,4 @@
-"""Augmentations of SPEC §5 (paper supp. Tables 2-3), built from torchvision v2 ops.
+"""Pretraining and evaluation augmentations (paper supp. Tables 2-3), built from torchvision v2 ops.
 
 A clip is a uint8 tensor (T, 3, H, W). torchvision v2 treats the leading T as a batch dimension and draws one
 set of random parameters per call, so every frame of a clip gets the same crop, flip, RandAugment ops,
@@ -116,7 +116,7 @@ class PretrainTransforms:
 class EvalTransforms:
     """Clips for evaluation: train = view-1 style (random resized crop + flip, + RandAugment for fine-tuning
     when ``randaugment`` is given); test = short side to the crop size, then a centre crop or the 3 spatial
-    crops along the long side (SPEC §7)."""
+    crops along the long side (the multi-view test's spatial crops)."""
 
     def __init__(self, data: DataConfig, img_size: int, randaugment: str = ""):
         self.data, self.size = data, img_size
@@ -147,7 +147,7 @@ class EvalTransforms:
 
 
 def mix_video2(video2: torch.Tensor, mixup: float, cutmix: float) -> tuple[torch.Tensor, float]:
-    """Mixup / cutmix of view 2 inside the batch (SPEC §5, optional): sample i is mixed with sample i-1.
+    """Mixup / cutmix of view 2 inside the batch (optional): sample i is mixed with sample i-1.
 
     ``video2`` (B, 3, T, H, W). With both alphas > 0 one of the two is picked with probability 1/2, as timm's
     ``Mixup`` does; cutmix cuts the same box out of every frame. Returns the mixed batch and the share λ of

@@ -153,7 +153,7 @@ def checkpoint_features(cfg) -> tuple:
 
 
 def multiview_test(cfg, model: nn.Module, device: torch.device, out_dir=None) -> dict:
-    """SPEC §7 test: ``eval.num_clips`` temporal clips x ``eval.num_crops`` spatial crops of every val video,
+    """Multi-view test: ``eval.num_clips`` temporal clips x ``eval.num_crops`` spatial crops of every val video,
     softmax averaged; Acc@1, Acc@5, per-class accuracy, confusion matrix (``confusion_matrix.png`` in
     ``out_dir``). Images (``eval.encoder=image``) get the single centre crop."""
     from .inputs import class_names, collate_fn, eval_dataset

@@ -1,4 +1,4 @@
-"""``crossvideomae test eval.checkpoint=PATH``: the multi-view test of a fine-tuned checkpoint (SPEC §7).
+"""``crossvideomae test eval.checkpoint=PATH``: the multi-view test of a fine-tuned checkpoint (K clips x crops).
 
 ``eval.num_clips`` temporal clips x ``eval.num_crops`` spatial crops per val video, class probabilities
 averaged; Acc@1, Acc@5, per-class accuracy and ``confusion_matrix.png``. The checkpoint's saved config gives
