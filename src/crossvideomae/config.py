@@ -94,6 +94,13 @@ class DataConfig:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     batch_size: int = 32  # per process
+    # cpu: loader workers decode and augment | device: workers only decode, the training step augments the
+    # uint8 batch on the model's device (crossvideomae.data.device_augment; docs/DATA.md)
+    augment: str = "cpu"
+    frame_shards: str = ""  # a frame-shard index.csv (sample-frames --shards), read instead of train_list
+    # worker: shard JPEGs decoded in the loader workers | device: handed over as bytes and decoded in batches on
+    # the training device (nvjpeg on CUDA; needs data.augment=device)
+    shard_decode: str = "worker"
     num_workers: int = 8
     backend: str = "pyav"  # pyav | torchcodec
     decode_threads: int = (
@@ -329,6 +336,14 @@ def _rules(c: Config):
         "aug.randaugment",
         not a.randaugment or bool(_RANDAUG.fullmatch(a.randaugment)),
         "must be '' or like rand-m9-n2",
+    )
+    yield "data.augment", d.augment in ("cpu", "device"), "must be cpu or device"
+    yield "data.shard_decode", d.shard_decode in ("worker", "device"), "must be worker or device"
+    yield "data.frame_shards", not (d.frame_shards and d.presampled), "cannot go with data.presampled"
+    yield (
+        "data.shard_decode",
+        d.shard_decode == "worker" or (d.augment == "device" and d.frame_shards and not d.image_source),
+        "device needs data.augment=device and data.frame_shards, without data.image_source",
     )
     yield "aug.mixup", a.mixup >= 0, "must be >= 0"
     yield "aug.cutmix", a.cutmix >= 0, "must be >= 0"

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ..config import Config, ConfigError
 from .decode import DecodeError, open_video
+from .device_augment import collate_frames
 from .lists import FrameRecord, VideoRecord, list_images, num_classes, read_frame_index, read_list
 from .sampling import (
     centre_start,
@@ -32,6 +33,7 @@ from .sampling import (
     sampled_positions,
     start_containing,
 )
+from .shards import FrameShards
 from .transforms import EvalTransforms, PretrainTransforms, resize_short_side
 
 MAX_TRIES = 10  # videos tried per item before giving up
@@ -127,6 +129,8 @@ class PretrainDataset(_RobustVideoDataset):
     so that the frame is one of its T frames. Further sampled frames (n > 1) come from the clip.
     With ``data.image_source`` the image branch shows random images of that folder instead of the clip's frames
     (the frame-level video terms still use the sampled frame's slot).
+    With ``data.frame_shards`` the videos are those of a frame-shard dataset, their frames stored JPEGs.
+    With ``data.augment=device`` items hold uint8 frames and the plan of their clips (:meth:`_uint8_item`).
     """
 
     def __init__(self, cfg: Config, split: str = "train"):
@@ -134,7 +138,10 @@ class PretrainDataset(_RobustVideoDataset):
         list_path = d.train_list if split == "train" else d.val_list
         super().__init__(cfg, "" if d.presampled else list_path)
         self.presampled: list[list[FrameRecord]] = []
-        if d.presampled:
+        self.shards = FrameShards(d.frame_shards) if d.frame_shards else None
+        if self.shards is not None:
+            self.records = self.shards.records
+        elif d.presampled:
             by_video: dict[str, list[FrameRecord]] = defaultdict(list)
             for row in read_frame_index(d.presampled):
                 by_video[row.video].append(row)
@@ -148,20 +155,29 @@ class PretrainDataset(_RobustVideoDataset):
         self.images = list_images(d.image_source) if d.image_source else []
         self.tf = PretrainTransforms(d, cfg.aug, cfg.model.img_size)
 
-    def _plan(self, i: int, n: int, rng: np.random.Generator):
+    def _open(self, path: str, short_side: int):
+        return self.shards.open(path) if self.shards is not None else super()._open(path, short_side)
+
+    def _window(self, i: int, n: int, rng: np.random.Generator) -> tuple[int, int | None, FrameRecord | None]:
+        """View 1's start; with pre-sampled frames also the frame's slot and record (else None, None)."""
+        T, stride = self.cfg.model.num_frames, self.cfg.data.frame_stride
+        if not self.presampled:
+            return random_start(n, T, stride, rng), None, None
+        pre = self.presampled[i][int(rng.integers(len(self.presampled[i])))]
+        start, slot = start_containing(min(pre.frame_index, n - 1), n, T, stride, rng)
+        return start, slot, pre
+
+    def _plan(self, i: int, n: int, rng: np.random.Generator, window=None):
         """Frame ids and slots of one clip: view 1 ids (T,), sampled slots (F,), view 2 ids (T,) and slots (F,),
         the pre-sampled frame record (or None), and whether view 2's temporal down-sampling fell back to view
-        1's frames because the video is too short for it."""
+        1's frames because the video is too short for it. ``window`` (:meth:`_window`) fixes view 1's frames."""
         d, T = self.cfg.data, self.cfg.model.num_frames
         F, stride = d.num_sampled_frames, d.frame_stride
-        pre = None
-        if self.presampled:
-            pre = self.presampled[i][int(rng.integers(len(self.presampled[i])))]
-            start, slot = start_containing(min(pre.frame_index, n - 1), n, T, stride, rng)
+        start, slot, pre = window or self._window(i, n, rng)
+        if slot is not None:
             others = rng.choice([q for q in range(T) if q != slot], size=F - 1, replace=False)
             positions = np.array([slot, *others], dtype=np.int64)  # the pre-sampled frame first
         else:
-            start = random_start(n, T, stride, rng)
             positions = sampled_positions(T, F, d.frame_strategy, rng)
         ids1 = clip_ids(start, T, stride, n)
         ids2, pos2, fell_back = ids1, positions, False
@@ -180,6 +196,8 @@ class PretrainDataset(_RobustVideoDataset):
     def _item(self, i: int, rng: np.random.Generator) -> dict:
         rec, d = self.records[i], self.cfg.data
         with self._open(rec.path, d.short_side) as reader:
+            if d.augment == "device":
+                return self._uint8_item(i, reader, rng)
             plans = [self._plan(i, reader.info.num_frames, rng) for _ in range(d.repeated_sampling)]
             frames, row = self._frames(
                 reader, np.concatenate([np.concatenate([p[0], p[2]]) for p in plans]), d.short_side
@@ -209,6 +227,58 @@ class PretrainDataset(_RobustVideoDataset):
         item["index"] = torch.full((r,), i, dtype=torch.long)
         if r == 1:
             item = {k: v[0] for k, v in item.items()}
+        return item
+
+    def _uint8_item(self, i: int, reader, rng: np.random.Generator) -> dict:
+        """An item for :class:`~crossvideomae.data.device_augment.DeviceAugment`: the distinct frames its r
+        clips need, decoded once (``frames`` (U, 3, H, W) uint8 at the decoded size; or ``jpegs``, U encoded
+        frames, and their ``size``, with ``data.shard_decode=device``), ``extra`` images (pre-sampled or
+        ``data.image_source`` ones, (3, h, w) each), and per clip ``rows1`` / ``rows2`` (r, T) and ``image_rows``
+        (r, F) into frames + extra, ``frame_index1`` / ``frame_index2`` (r, F), ``label`` / ``kind`` / ``index`` /
+        ``temporal_fallback`` (r,); ``seed`` for the step's pixel augmentations.
+
+        The r clips share view 1's window, so repeated sampling decodes no more frames; they differ in the
+        sampled frames, in view 2's temporal down-sampling and in every pixel augmentation.
+        """
+        rec, d, r = self.records[i], self.cfg.data, self.cfg.data.repeated_sampling
+        n = reader.info.num_frames
+        window = self._window(i, n, rng)
+        plans = [self._plan(i, n, rng, window) for _ in range(r)]
+        ids = np.unique(np.concatenate([np.concatenate([p[0], p[2]]) for p in plans]))
+        row = {int(k): j for j, k in enumerate(ids)}
+        extra: list[torch.Tensor] = []
+
+        def add(image: torch.Tensor) -> int:
+            extra.append(image)
+            return len(ids) + len(extra) - 1
+
+        image_rows = []
+        for ids1, pos1, _, _, pre, _ in plans:
+            if self.images:
+                picks = rng.integers(len(self.images), size=len(pos1))
+                rows = [add(self._image_file(self.images[k])) for k in picks]
+            else:
+                rows = [row[int(ids1[p])] for p in pos1]
+                if pre is not None:
+                    rows[0] = add(self._image_file(pre.image))
+            image_rows.append(rows)
+        item = {
+            "rows1": np.array([[row[int(k)] for k in p[0]] for p in plans]),
+            "rows2": np.array([[row[int(k)] for k in p[2]] for p in plans]),
+            "image_rows": np.array(image_rows),
+            "extra": extra,
+            "frame_index1": torch.as_tensor(np.stack([p[1] for p in plans]), dtype=torch.long),
+            "frame_index2": torch.as_tensor(np.stack([p[3] for p in plans]), dtype=torch.long),
+            "temporal_fallback": torch.tensor([p[5] for p in plans]),
+            "label": torch.full((r,), rec.label, dtype=torch.long),
+            "kind": torch.full((r,), rec.kind, dtype=torch.long),
+            "index": torch.full((r,), i, dtype=torch.long),
+            "seed": int(rng.integers(2**62)),
+        }
+        if d.shard_decode == "device":
+            item["jpegs"], item["size"] = reader.jpegs(ids), reader.size
+        else:
+            item["frames"] = reader.frames(ids).permute(0, 3, 1, 2)  # (U, 3, H, W)
         return item
 
 
@@ -264,7 +334,10 @@ def _collate(items: list[dict], flatten: bool) -> dict:
 
 
 def pretrain_collate(items: list[dict]) -> dict:
-    """Stack pretraining items; with repeated sampling (a leading r dim) the r clips become r batch rows."""
+    """Stack pretraining items; with repeated sampling (a leading r dim) the r clips become r batch rows.
+    Items of ``data.augment=device`` are pooled by :func:`~crossvideomae.data.device_augment.collate_frames`."""
+    if "rows1" in items[0]:
+        return collate_frames(items)
     return _collate(items, flatten=items[0]["video1"].dim() == 5)
 
 
@@ -277,7 +350,8 @@ def build_pretrain_dataset(cfg: Config, split: str = "train") -> PretrainDataset
     ``frame_index2`` (F,) slots of the sampled frames in each view; ``label``, ``kind``, ``index`` (long);
     ``temporal_fallback`` (bool: view 2's down-sampling did not fit the video and was skipped);
     ``skipped`` (list of ``"path: reason"``). With ``data.repeated_sampling`` = r > 1 each tensor has a leading
-    r dim, which :func:`pretrain_collate` flattens into the batch."""
+    r dim, which :func:`pretrain_collate` flattens into the batch. With ``data.augment=device`` items hold uint8
+    frames instead (:meth:`PretrainDataset._uint8_item`), which the training step augments on its device."""
     return PretrainDataset(cfg, split)
 
 

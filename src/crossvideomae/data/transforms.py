@@ -50,9 +50,11 @@ class RandAugmentClip:
 
 
 def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float32 normalised: (x / 255 - mean) / std as one multiply-add."""
-    scale = 1.0 / (255.0 * torch.tensor(std, dtype=torch.float32)).view(3, 1, 1)
-    shift = (torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1)
+    """uint8 (or float in 0..255) (..., 3, H, W) -> float32 normalised: (x / 255 - mean) / std as one
+    multiply-add, on the clip's device."""
+    mean_t, std_t = (torch.tensor(v, dtype=torch.float32, device=clip.device) for v in (mean, std))
+    scale = 1.0 / (255.0 * std_t).view(3, 1, 1)
+    shift = (mean_t / std_t).view(3, 1, 1)
     return torch.addcmul(-shift, clip.float(), scale)
 
 
@@ -93,14 +95,18 @@ class PretrainTransforms:
         clip = self.crop(clip)
         if flip:
             clip = clip.flip(-1)
+        clip = normalize(self.colour(clip), self.data.mean, self.data.std)
+        if self.erase is not None:
+            clip = self.erase(clip)  # one box on every frame
+        return to_cthw(clip)
+
+    def colour(self, clip: torch.Tensor) -> torch.Tensor:
+        """View 2's RandAugment and colour jitter: (T, 3, H, W) uint8, on any device, one draw per clip."""
         if self.randaug is not None:
             clip = self.randaug(clip)
         if self.jitter is not None:
             clip = self.jitter(clip)
-        clip = normalize(clip, self.data.mean, self.data.std)
-        if self.erase is not None:
-            clip = self.erase(clip)  # one box on every frame
-        return to_cthw(clip)
+        return clip
 
     def image(self, frames) -> torch.Tensor:
         """F frames (3, H, W) uint8 (sizes may differ) -> (F, 3, S, S) float; each gets its own crop and flip."""

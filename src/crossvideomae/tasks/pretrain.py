@@ -42,12 +42,15 @@ def export_video_encoder(model: CrossVideoMAE, cfg: Config, out_dir: Path) -> Pa
 def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int = 1) -> dict[str, Any]:
     """Shared by ``pretrain`` and ``adapt`` (which takes ``repeat_batch`` updates per batch)."""
     from ..data import BadVideoLog, build_pretrain_dataset, mix_video2, pretrain_collate
+    from ..data.device_augment import pretrain_inputs
 
     torch.manual_seed(cfg.train.seed)  # initial weights from train.seed, not from whatever ran before
     model, criterion = build_pretraining(cfg)
     dataset = build_pretrain_dataset(cfg, split="train")
+    inputs = pretrain_inputs(cfg)  # the batch as it is, or augmented on the device (data.augment=device)
 
     def loss_fn(m: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        batch = inputs(batch)
         video2, _ = mix_video2(batch["video2"], cfg.aug.mixup, cfg.aug.cutmix)  # optional, inside the batch
         out = m(batch["video1"], video2, batch["images"], batch["frame_index1"], batch["frame_index2"])
         terms = criterion(out)
@@ -65,7 +68,9 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
 
             m.eval()
             with torch.no_grad():
-                image = reconstruction_grid(m, batch, pictures / f"reconstruction-epoch{epoch + 1:04d}.png")
+                image = reconstruction_grid(
+                    m, inputs(batch), pictures / f"reconstruction-epoch{epoch + 1:04d}.png"
+                )
             m.train()
             log.image("reconstruction", image, epoch + 1)
 

@@ -1,7 +1,10 @@
-"""``crossvideomae sample-frames LIST``: extract n frames per video into a pre-sampled frame dataset.
+"""``crossvideomae sample-frames LIST``: extract n frames per video into a pre-sampled frame dataset, or with
+``--shards`` every frame into JPEG tar shards.
 
 The run folder receives ``frames/``, ``index.csv`` and ``failed.txt`` (see ``crossvideomae.data.frames``);
-pretraining reads it with ``data.presampled=DIR/index.csv``. Rerunning with the same output folder resumes.
+pretraining reads it with ``data.presampled=DIR/index.csv``. With ``--shards`` it receives ``shards/``,
+``index.csv`` and ``failed.txt`` (see ``crossvideomae.data.shards``), read with ``data.frame_shards=DIR/index.csv``.
+Rerunning with the same output folder resumes.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..data.frames import sample_frames
+from ..data.shards import write_frame_shards
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,9 +28,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--short-side", type=int, default=0, help="resize frames to this short side (0 = as decoded)"
     )
     parser.add_argument("--ext", choices=("jpg", "png"), default="jpg")
+    parser.add_argument(
+        "--shards",
+        action="store_true",
+        help="every frame of every video as JPEG into tar shards (-n ignored)",
+    )
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of --shards (default 90)")
+    parser.add_argument("--videos-per-shard", type=int, default=64, help="with --shards (default 64)")
 
 
 def run(cfg: Config, out_dir: Path, args) -> dict:
+    if args.shards:
+        summary = write_frame_shards(
+            args.list,
+            out_dir,
+            short_side=args.short_side,
+            quality=args.quality,
+            videos_per_shard=args.videos_per_shard,
+            workers=args.workers,
+            root=cfg.data.root,
+        )
+        print(
+            f"sample-frames --shards: {summary['frames']} frames of {summary['written']} videos "
+            f"({len(summary['failed'])} failed), {summary['bytes'] / 2**20:.1f} MiB = "
+            f"{summary['gib_per_hour']} GiB per hour of video -> {summary['index']}"
+        )
+        return summary
     summary = sample_frames(
         args.list,
         out_dir,

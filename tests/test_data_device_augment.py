@@ -1,0 +1,207 @@
+"""Augmentation on the training device (``data.augment=device``), run here on CPU tensors with the same code:
+the CPU path's shapes and dtypes, one set of random parameters per clip shared by its frames, the flip shared
+by the two views, the sampled frame's slot, padding of frames of different sizes, seeded reproducibility,
+cheap repeated sampling, and a pretraining run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, TINY_RUN, make_synth
+from test_data_decode import write_index_video
+from test_data_sampling import _cfg, _frame_numbers
+
+from crossvideomae.cli import main
+from crossvideomae.config import load_config
+from crossvideomae.data import build_pretrain_dataset, pretrain_collate
+from crossvideomae.data.device_augment import DeviceAugment, collate_frames, pad_frames
+
+T, F, S = 4, 2, 32
+OFF = ["aug.randaugment=''", "aug.color_jitter=0", "aug.random_erasing=0"]  # geometry only
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return make_synth(tmp_path_factory, num_train=8, num_val=4, num_frames=12)
+
+
+def _aug_cfg(*extra):
+    return load_config(None, [*TINY, "data.augment=device", f"data.num_sampled_frames={F}", *extra])
+
+
+def _item(frames: torch.Tensor, rows1, rows2, image_rows, seed: int = 0) -> dict:
+    """A device-augmentation item by hand: ``frames`` (U, 3, H, W) uint8, rows (r, T) / (r, F)."""
+    r = len(rows1)
+    return {
+        "frames": frames,
+        "extra": [],
+        "rows1": np.array(rows1),
+        "rows2": np.array(rows2),
+        "image_rows": np.array(image_rows),
+        "frame_index1": torch.zeros(r, F, dtype=torch.long),
+        "frame_index2": torch.zeros(r, F, dtype=torch.long),
+        "temporal_fallback": torch.zeros(r, dtype=torch.bool),
+        "label": torch.zeros(r, dtype=torch.long),
+        "kind": torch.zeros(r, dtype=torch.long),
+        "index": torch.zeros(r, dtype=torch.long),
+        "seed": seed,
+        "skipped": [],
+    }
+
+
+def _static_batch(sizes=((40, 56), (48, 36), (32, 32)), clips: int = 6) -> dict:
+    """Items of different frame sizes whose clips repeat one random frame T times: any op drawn per frame
+    instead of per clip would make the output frames of a clip differ."""
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for k, (h, w) in enumerate(sizes):
+        frames = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=g)
+        rows = [[c % 2] * T for c in range(clips)]
+        items.append(_item(frames, rows, rows, [[c % 2] * F for c in range(clips)], seed=k))
+    return collate_frames(items)
+
+
+def test_outputs_have_the_cpu_paths_shapes_and_dtypes(synth):
+    lists = [f"data.train_list={synth / 'train.txt'}", "aug.temporal_downsample=1"]
+    for r in (1, 2):
+        cpu = build_pretrain_dataset(load_config(None, [*TINY, *lists, f"data.repeated_sampling={r}"]))
+        dev = build_pretrain_dataset(
+            _aug_cfg(*lists, f"data.repeated_sampling={r}", "data.num_sampled_frames=1")
+        )
+        want = pretrain_collate([cpu[i] for i in range(3)])
+        got = DeviceAugment(dev.cfg)(pretrain_collate([dev[i] for i in range(3)]))
+        for key in (
+            "video1",
+            "video2",
+            "images",
+            "frame_index1",
+            "frame_index2",
+            "label",
+            "temporal_fallback",
+        ):
+            assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype, key
+        assert "frames" not in got and "plan" not in got
+        for key in ("video1", "video2", "images"):  # normalised the same way: similar statistics
+            assert abs(float(got[key].mean() - want[key].mean())) < 0.3
+            assert 0.5 < float(got[key].std() / want[key].std()) < 2
+
+
+def test_every_op_draws_once_per_clip_and_frames_of_any_size_work():
+    cfg = _aug_cfg("data.flip=true", "aug.random_erasing=1", "aug.color_jitter=0.4", "aug.hue=0.1")
+    out = DeviceAugment(cfg)(_static_batch())
+    for key in ("video1", "video2"):
+        v = out[key]  # (B, 3, T, S, S)
+        assert v.shape == (18, 3, T, S, S)
+        assert torch.equal(v, v[:, :, :1].expand_as(v)), key  # crop, flip, RandAugment, jitter, erasing
+    v2 = out["video2"]
+    assert (v2 == 0).all(dim=(1, 2)).any(), "random_erasing=1 erases a box"
+    assert len({tuple(v2[c, 0, 0, 0, :4].tolist()) for c in range(18)}) > 9  # clips get their own draws
+
+
+def test_views_share_the_flip():
+    g = torch.Generator().manual_seed(1)
+    ramp = torch.arange(S, dtype=torch.uint8).mul(7).expand(3, S, S)  # left-right asymmetric
+    frames = (ramp + torch.randint(0, 20, (T, 3, S, S), dtype=torch.uint8, generator=g)).contiguous()
+    rows = [list(range(T))] * 16
+    batch = collate_frames([_item(frames, rows, rows, [[0, 1]] * 16)])
+    cfg = _aug_cfg("data.flip=true", "data.crop_scale=[1.0,1.0]", "data.image_crop_scale=[1.0,1.0]", *OFF)
+    out = DeviceAugment(cfg)(batch)
+    v1, v2 = out["video1"], out["video2"]
+    assert torch.allclose(v1, v2, atol=1e-5)  # the same frames, full crop: only a flip could differ
+    flipped = [bool(v1[c, 0].mean((0, 1))[0] > v1[c, 0].mean((0, 1))[-1]) for c in range(16)]  # ramp reversed
+    assert any(flipped) and not all(flipped)
+
+
+def test_sampled_frames_keep_their_slots_through_the_dataset(tmp_path):
+    write_index_video(tmp_path / "v.mp4", 30, preset="ultrafast")
+    (tmp_path / "list.txt").write_text("v.mp4 0\nv.mp4 1\n")
+    cfg = _cfg(tmp_path, "aug.temporal_downsample=1.0", "data.num_sampled_frames=2", "data.augment=device")
+    ds = build_pretrain_dataset(cfg)
+    augment = DeviceAugment(cfg)
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        batch = augment(pretrain_collate([ds[0], ds[1]]))
+        for c in range(2):
+            v1 = _frame_numbers(batch["video1"][c].permute(1, 0, 2, 3))
+            v2 = _frame_numbers(batch["video2"][c].permute(1, 0, 2, 3))
+            imgs = _frame_numbers(batch["images"][c])
+            f1, f2 = batch["frame_index1"][c].tolist(), batch["frame_index2"][c].tolist()
+            assert np.all(np.diff(v1) == 2) or v1[-1] == 29
+            assert [v1[p] for p in f1] == imgs  # the image branch shows the frames at frame_index1
+            assert v2[f2[0]] == imgs[0]  # ... and view 2 has the first one at frame_index2
+
+
+def test_repeated_clips_share_one_decoded_window(tmp_path):
+    write_index_video(tmp_path / "v.mp4", 60, preset="ultrafast")
+    (tmp_path / "list.txt").write_text("v.mp4 0\n")
+    one = build_pretrain_dataset(_cfg(tmp_path, "data.augment=device", "aug.temporal_downsample=0"))
+    four = build_pretrain_dataset(
+        _cfg(tmp_path, "data.augment=device", "aug.temporal_downsample=0", "data.repeated_sampling=4")
+    )
+    one.set_epoch(0)
+    four.set_epoch(0)
+    a, b = one[0], four[0]
+    assert b["frames"].shape == a["frames"].shape == (T, 3, S, S)  # r = 4 decodes no more frames
+    assert b["rows1"].shape == (4, T) and (b["rows1"] == b["rows1"][0]).all()
+    batch = DeviceAugment(four.cfg)(pretrain_collate([b]))
+    assert batch["video1"].shape == (4, 3, T, S, S)
+
+
+def test_seeded_and_leaves_the_training_rng_alone():
+    cfg = _aug_cfg("data.flip=true", "aug.random_erasing=0.5")
+    augment = DeviceAugment(cfg)
+    torch.manual_seed(5)
+    a = augment(_static_batch())
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    b = augment(_static_batch())
+    assert torch.equal(torch.rand(3), after)  # the training's own stream did not move
+    assert all(torch.equal(a[k], b[k]) for k in ("video1", "video2", "images"))
+    other = _static_batch()
+    other["plan"]["seed"] += 1
+    c = augment(other)
+    assert not torch.equal(a["video2"], c["video2"])
+
+
+def test_padding_repeats_the_edges_and_crops_stay_inside_each_frame():
+    small = torch.randint(0, 256, (1, 3, 20, 24), dtype=torch.uint8)
+    pool = pad_frames([small, torch.zeros(1, 3, 32, 40, dtype=torch.uint8)])
+    assert pool.shape == (2, 3, 32, 40)
+    assert torch.equal(pool[0, :, :20, :24], small[0])
+    assert torch.equal(pool[0, :, :20, 24:], small[0, :, :, -1:].expand(3, 20, 16))
+    assert torch.equal(pool[0, :, 20:], pool[0, :, 19:20].expand(3, 12, 40))
+    # a full-frame crop of the small frame is the same whether or not it sits in a padded pool
+    cfg = _aug_cfg("data.crop_scale=[1.0,1.0]", "data.image_crop_scale=[1.0,1.0]", *OFF)
+    alone = collate_frames([_item(small, [[0] * T], [[0] * T], [[0, 0]])])
+    padded = collate_frames(
+        [
+            _item(small, [[0] * T], [[0] * T], [[0, 0]]),
+            _item(pool[1:], [[0] * T], [[0] * T], [[0, 0]], seed=1),
+        ]
+    )
+    padded["plan"]["seed"] = alone["plan"]["seed"]
+    a, b = DeviceAugment(cfg)(alone), DeviceAugment(cfg)(padded)
+    assert torch.allclose(a["video1"][0], b["video1"][0], atol=1e-5)
+
+
+def test_pretrain_with_device_augmentation(synth, tmp_path):
+    data = [f"data.train_list={synth / 'train.txt'}", f"data.val_list={synth / 'val.txt'}"]
+    res = main(
+        ["pretrain", "--config", "tiny", "-o", str(tmp_path), *TINY_RUN, *data, "train.epochs=1",
+         "data.batch_size=4", "data.augment=device", "data.repeated_sampling=2"]
+    )  # fmt: skip
+    assert res["steps"] == 2 and np.isfinite(res["final_terms"]["total"])
+    assert (tmp_path / "pictures" / "reconstruction-epoch0001.png").is_file()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_geometry_matches_the_cpu():
+    cfg = _aug_cfg("data.flip=true", *OFF)
+    batch = _static_batch()
+    cpu = DeviceAugment(cfg)(batch)
+    on_gpu = {**batch, "frames": batch["frames"].cuda(), "frame_index1": batch["frame_index1"].cuda()}
+    gpu = DeviceAugment(cfg)(on_gpu)
+    for key in ("video1", "video2", "images"):
+        assert gpu[key].is_cuda
+        assert torch.allclose(gpu[key].cpu(), cpu[key], atol=0.05), key  # uint8 rounding of view 2 at most
