@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..config import Config, from_dict
+from ..config import Config, ConfigError, from_dict
 from ..models import build_image_encoder, build_video_encoder
 from .heads import Classifier
 
@@ -61,12 +61,12 @@ def build_encoder(cfg: Config, checkpoint: str | None = None) -> tuple[nn.Module
     encoder = build_video_encoder(cfg.model) if kind == "video" else build_image_encoder(cfg.model)
     if not path:
         return encoder, {"checkpoint": None, "init": f"random (seed {cfg.train.seed})"}
-    from ..engine.checkpoint import load_pretrained
+    from ..engine.checkpoint import CheckpointError, load_pretrained
 
     report = load_pretrained(encoder, path, kind=kind)
     if report.missing or report.mismatched:
-        raise SystemExit(
-            f"eval.checkpoint does not fit the {kind} encoder; evaluating a partly random one would mislead:\n{report}"
+        raise CheckpointError(
+            f"{path}: does not fit the {kind} encoder; evaluating a partly random one would mislead:\n{report}"
         )
     info = {"checkpoint": str(Path(path).resolve()), "sha256": file_sha256(path), "init": "checkpoint"}
     info["load_report"] = {"source": report.source, "tensors": len(report.loaded), "notes": report.notes}
@@ -79,10 +79,10 @@ def load_classifier(cfg: Config) -> tuple[Classifier, Config, dict[str, Any]]:
     that also holds ``head.weight`` / ``head.bias`` (VideoMAE and MAE fine-tuned checkpoints)."""
     path = cfg.eval.checkpoint
     if not path:
-        raise SystemExit(
+        raise ConfigError(
             "test needs eval.checkpoint=PATH of a fine-tuned model (e.g. runs/finetune/checkpoint-last.pth)"
         )
-    from ..engine.checkpoint import load_checkpoint
+    from ..engine.checkpoint import CheckpointError, load_checkpoint
 
     ckpt = load_checkpoint(path)
     state = ckpt["model"] if isinstance(ckpt.get("model"), dict) else ckpt
@@ -96,7 +96,7 @@ def load_classifier(cfg: Config) -> tuple[Classifier, Config, dict[str, Any]]:
     else:
         cfg = with_checkpoint_model(cfg)
     if "head.weight" not in state:
-        raise SystemExit(f"{path}: no classification head (head.weight): not a fine-tuned checkpoint")
+        raise CheckpointError(f"{path}: no classification head (head.weight): not a fine-tuned checkpoint")
     num_classes = state["head.weight"].shape[0]
     if any(k.startswith("encoder.") for k in state):  # ours
         encoder, _ = build_encoder(cfg, checkpoint="")

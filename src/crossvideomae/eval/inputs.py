@@ -14,14 +14,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ..config import Config
+from ..config import Config, ConfigError
 
 
 def list_path(cfg: Config, split: str) -> str:
     """The train or val list (or image root) with ``{split}`` filled in."""
     raw = cfg.data.train_list if split == "train" else cfg.data.val_list
     if not raw:
-        raise SystemExit(f"data.{split}_list is empty: give the {split} list file or folder")
+        raise ConfigError(f"data.{split}_list is empty: give the {split} list file or folder")
     return raw.replace("{split}", str(cfg.eval.split))
 
 
