@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 import torch
+from timm.data.mixup import cutmix_bbox_and_lam
 from torchvision.transforms import InterpolationMode, v2
 
 from ..config import AugConfig, DataConfig
@@ -156,7 +157,8 @@ def mix_video2(video2: torch.Tensor, mixup: float, cutmix: float) -> tuple[torch
     """Mixup / cutmix of view 2 inside the batch (optional): sample i is mixed with sample i-1.
 
     ``video2`` (B, 3, T, H, W). With both alphas > 0 one of the two is picked with probability 1/2, as timm's
-    ``Mixup`` does; cutmix cuts the same box out of every frame. Returns the mixed batch and the share λ of
+    ``Mixup`` does; cutmix cuts the same box (timm's ``cutmix_bbox_and_lam``, whose centre comes from NumPy's
+    global stream, as in fine-tuning's ``Mixup``) out of every frame. Returns the mixed batch and the share λ of
     each sample's own pixels. Pretraining has no labels to mix, so only pixels change; the training loop
     calls this on a collated batch (``aug.mixup`` / ``aug.cutmix``).
     """
@@ -168,14 +170,10 @@ def mix_video2(video2: torch.Tensor, mixup: float, cutmix: float) -> tuple[torch
     other = video2.roll(1, dims=0)
     if not use_cutmix:
         return lam * video2 + (1 - lam) * other, lam
-    H, W = video2.shape[-2:]
-    ch, cw = int(H * (1 - lam) ** 0.5), int(W * (1 - lam) ** 0.5)
-    cy, cx = int(torch.randint(H, ())), int(torch.randint(W, ()))
-    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, H)
-    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, W)
+    (y0, y1, x0, x1), lam = cutmix_bbox_and_lam(video2.shape, lam)  # lam: the share outside the clipped box
     out = video2.clone()
     out[..., y0:y1, x0:x1] = other[..., y0:y1, x0:x1]
-    return out, 1.0 - (y1 - y0) * (x1 - x0) / (H * W)
+    return out, float(lam)
 
 
 def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
