@@ -81,7 +81,7 @@ def sdpa_backends(device: torch.device) -> dict:
 
         for _ in range(3):
             fb_explicit()
-        out[f"{name} explicit-compiled"] = statistics.median(bench.time_calls(fb_explicit, 20, device))
+        out[f"{name} explicit-compiled"] = statistics.median(bench.time_calls(fb_explicit, 20))
         for backend in (
             SDPBackend.CUDNN_ATTENTION,
             SDPBackend.FLASH_ATTENTION,
@@ -95,7 +95,7 @@ def sdpa_backends(device: torch.device) -> dict:
 
                     for _ in range(3):
                         fb()
-                    ms = statistics.median(bench.time_calls(fb, 20, device))
+                    ms = statistics.median(bench.time_calls(fb, 20))
                 out[f"{name} {backend.name}"] = ms
             except RuntimeError as err:
                 out[f"{name} {backend.name}"] = str(err).splitlines()[0][:100]

@@ -82,7 +82,7 @@ def main() -> None:
             try:
                 for _ in range(3):
                     call()
-                ms = statistics.median(bench.time_calls(call, 30, device))
+                ms = statistics.median(bench.time_calls(call, 30))
                 call()
                 grads = [x.grad.clone(), *(p.grad.clone() for p in module.parameters())]
                 entry = {"ms": ms, "warmup_s": time.time() - t0}

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.utils import benchmark
 
 from ..config import Config, vit_dims
 from ..engine.optim import build_adamw, param_groups, scaled_lr
@@ -107,25 +108,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(fn: Callable[[], Any], steps: int, device: torch.device) -> list[float]:
-    """Milliseconds of each of ``steps`` calls: device events around each call on CUDA, host clock elsewhere."""
-    _sync(device)
-    if device.type != "cuda":
-        out = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            fn()
-            out.append(1e3 * (time.perf_counter() - t0))
-        return out
-    events = [
-        (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(steps)
-    ]
-    for start, end in events:
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize(device)
-    return [start.elapsed_time(end) for start, end in events]
+def _timer(fn: Callable[[], Any]) -> benchmark.Timer:
+    """``torch.utils.benchmark.Timer`` of ``fn()``: it synchronises the device before and after what it times,
+    and runs two untimed calls first; with this process's thread count (the Timer's default is one thread)."""
+    return benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+
+
+def time_calls(fn: Callable[[], Any], steps: int) -> list[float]:
+    """Milliseconds of each of ``steps`` calls (host and device work of the call)."""
+    timer = _timer(fn)
+    return [1e3 * timer.timeit(1).mean for _ in range(steps)]
 
 
 def matmul_ceiling(device: torch.device, size: int = 8192, steps: int = 20) -> float:
@@ -135,7 +127,7 @@ def matmul_ceiling(device: torch.device, size: int = 8192, steps: int = 20) -> f
     a, b = (torch.randn(size, size, device=device, dtype=torch.bfloat16) for _ in range(2))
     for _ in range(3):
         a @ b
-    ms = statistics.median(time_calls(lambda: a @ b, steps, device))
+    ms = statistics.median(time_calls(lambda: a @ b, steps))
     return 2 * size**3 / (ms * 1e-3) / 1e12
 
 
@@ -158,9 +150,8 @@ def measure(
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    ms = time_calls(call, steps, device)
-    wall = 1e3 * (time.perf_counter() - t0) / steps
+    ms = time_calls(call, steps)
+    wall = 1e3 * _timer(call).timeit(steps).mean  # back to back, synchronised only at both ends
     return {
         "ms_per_step": statistics.median(ms),
         "ms_mean": statistics.fmean(ms),
