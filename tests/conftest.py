@@ -67,6 +67,21 @@ def exit_message(monkeypatch, argv: list[str]) -> str:
     return info.value.code
 
 
+def mount_tmpfs(folder, options: str, request):
+    """A tmpfs at ``folder`` (``mount -o OPTIONS``), unmounted after the test. Mounting needs root in a
+    container that allows it; elsewhere the test is skipped."""
+    import shutil
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
+    proc = subprocess.run(cmd, capture_output=True, text=True) if shutil.which("mount") else None
+    if proc is None or proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() if proc else 'no mount command'}")
+    request.addfinalizer(lambda: subprocess.run(["umount", str(folder)], check=False))
+    return folder
+
+
 def float64_batch(cfg: Config) -> dict[str, torch.Tensor]:
     """``bench.random_batch`` of ``cfg`` on the CPU, pixels in float64."""
     from crossvideomae.tasks import bench

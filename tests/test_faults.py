@@ -21,7 +21,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY_RUN, exit_message, make_synth, read_metrics
+from conftest import TINY_RUN, exit_message, make_synth, mount_tmpfs, read_metrics
 
 import crossvideomae.data
 from crossvideomae.cli import entry, main
@@ -135,6 +135,34 @@ def test_step_checkpoints_land_between_steps_and_epoch_ends_still_save(synth, tm
         ("checkpoint-3.pth", 12, 0),  # step 12 is due too: the end-of-run checkpoint covers it
     ]
     assert (tmp_path / last).samefile(tmp_path / "checkpoint-3.pth")
+
+
+@pytest.mark.parametrize(
+    "room, kept",
+    [(1.5, [1]), (3.08, [1, 2, 3])],
+    ids=["in-checkpoint-2", "in-the-encoder-export"],
+)
+def test_a_real_full_disk_ends_with_the_message_and_keeps_what_was_written(
+    synth, reference, tmp_path, monkeypatch, request, room, kept
+):
+    """The run folder on a small tmpfs (root only; skipped where mounting is not permitted) with room for
+    ``room`` checkpoints, so the disk fills in another write each time. PyTorch's writer reports it as a
+    RuntimeError ('unexpected pos'); the program says what the disk said."""
+    size = (reference / "checkpoint-1.pth").stat().st_size
+    disk = mount_tmpfs(tmp_path / "disk", f"size={int(size * room) + (64 << 10)}", request)
+    run = disk / "run"
+    message = exit_message(monkeypatch, _args(synth, run))
+    assert (
+        message.startswith("crossvideomae pretrain: [Errno 28] No space left on device")
+        and "\n" not in message
+    )
+    assert "Free some space, then run the command again (with --resume" in message
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]  # no temporary file left behind
+    names = [*(f"checkpoint-{e}.pth" for e in kept), "checkpoint-last.pth"]
+    assert sorted(p.name for p in run.glob("checkpoint-*.pth")) == names
+    for e in kept:  # what was written before is intact
+        assert load_checkpoint(run / f"checkpoint-{e}.pth")["step"] == 4 * e
+    assert load_checkpoint(run / "checkpoint-last.pth")["step"] == 4 * kept[-1]
 
 
 # ------------------------------------------------------------------------------------------ damaged checkpoints

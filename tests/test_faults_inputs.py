@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY, TINY_RUN, exit_message, make_synth
+from conftest import TINY, TINY_RUN, exit_message, make_synth, mount_tmpfs
 
 from crossvideomae.cli import main
 from crossvideomae.config import Config, ConfigError, _rules, load_config
@@ -260,15 +260,6 @@ def test_only_training_commands_take_resume_and_no_command_overwrites_another_on
     assert _snapshot(synth) == data
 
 
-def _mount_tmpfs(folder, options):
-    """A tmpfs at ``folder`` (root in a container that allows mounts), else skip the test."""
-    folder.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    return folder
-
-
 def _user_error(case, synth, tmp_path, request):
     """(argv, a regex the one-line message matches) of each user error."""
     run = tmp_path / "run"
@@ -316,8 +307,7 @@ def _user_error(case, synth, tmp_path, request):
             "/proc/crossvideomae-run", lst
         ), r"cannot write into --output-dir /proc/crossvideomae-run"
     if case == "output-on-a-read-only-file-system":
-        ro = _mount_tmpfs(tmp_path / "ro", "ro,size=1m")
-        request.addfinalizer(lambda: subprocess.run(["umount", str(ro)]))
+        ro = mount_tmpfs(tmp_path / "ro", "ro,size=1m", request)
         return _pretrain(ro / "run", lst), r"cannot write into --output-dir .*Read-only file system"
     if case == "cuda-without-cuda":
         if torch.cuda.is_available():

@@ -56,10 +56,21 @@ def atomic_write(path: str | Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        cause = _os_error(err) if isinstance(err, Exception) else None
+        if cause is not None and cause is not err:
+            raise cause from None
         raise
     _fsync_dir(path.parent)
+
+
+def _os_error(err: BaseException | None) -> OSError | None:
+    """The OSError behind ``err``. PyTorch's zip writer reports a write that failed (a full disk) as a
+    RuntimeError ("unexpected pos"), raised while the file's OSError was being handled."""
+    while err is not None and not isinstance(err, OSError):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -13,9 +13,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from ..config import Config
+from ..engine.checkpoint import atomic_write
 from ..engine.distributed import init_distributed, is_main_process
 from ..engine.train import resolve_device
 from ..eval.encoders import build_encoder, with_checkpoint_model
@@ -71,9 +72,8 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
             "label": rows["label"].long(),
             "kind": rows["kind"].long(),
         }
-        save_file(
-            tensors, str(out_dir / "features.safetensors"), metadata={"format": "crossvideomae.features"}
-        )
+        data = save(tensors, metadata={"format": "crossvideomae.features"})  # a full disk: an OSError
+        atomic_write(out_dir / "features.safetensors", lambda f: f.write(data))
         with (out_dir / "index.csv").open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["row", "path", "label", "kind"])
