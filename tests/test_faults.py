@@ -249,6 +249,48 @@ def test_ctrl_c_saves_at_the_next_step_with_loader_workers_running(synth, refere
     assert read_metrics(run) == read_metrics(reference)
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (the DataLoader workers of a run)."""
+    kids = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.parametrize("workers", ["ignore-it", "killed"])
+def test_sigterm_to_the_process_group_with_loader_workers_saves_and_exits_cleanly(
+    synth, reference, tmp_path, workers
+):
+    """``timeout -s TERM`` and SLURM's preemption signal the whole process group, DataLoader workers included.
+    The workers ignore it and the main process saves at the next step boundary; when the workers die anyway
+    (here: SIGKILL right after the SIGTERM), the main process still saves and exits 0."""
+    run = tmp_path / "run"
+    proc, log = _launch(synth, run, "data.num_workers=2")
+    _wait_for_step(proc, run, 3)
+    kids = _children(proc.pid)
+    assert len(kids) == 2, kids
+    os.killpg(proc.pid, signal.SIGTERM)
+    if workers == "killed":
+        for pid in kids:
+            os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=120) == 0, (run.parent / "run.log").read_text()[-3000:]
+    log.close()
+    out = (run.parent / "run.log").read_text()
+    stopped = load_checkpoint(run / "checkpoint-last.pth")["step"]
+    assert f"SIGTERM: checkpoint saved at step {stopped}; continue with --resume" in out
+    assert 3 <= stopped < STEPS and "Traceback" not in out and "Error" not in out, out[-3000:]
+    assert json.loads((run / "results.json").read_text())["stopped_by"] == "SIGTERM"
+    res = main(_args(synth, run, "data.num_workers=2", "--resume"))
+    assert res["steps"] == STEPS
+    _assert_same_weights(_weights(run), _weights(reference))
+    assert read_metrics(run) == read_metrics(reference)
+
+
 def test_ctrl_c_under_torchrun_saves_one_checkpoint_for_both_ranks(synth, tmp_path):
     """A terminal's Ctrl-C reaches torchrun's agent and both ranks; the agent then sends SIGTERM to the ranks.
     They agree (an all-reduce of the flag) on the step to stop at, save it once and exit 0."""

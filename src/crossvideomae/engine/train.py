@@ -159,14 +159,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers: a scheduler's SIGTERM (SLURM preemption, ``timeout``) and a terminal's Ctrl-C reach
+    the whole process group; the main process decides, and a worker that died of them would break a fetch."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class _StopFlag:
     """Set by SIGTERM / SIGUSR1 / SIGINT; the loop checkpoints at the next step boundary and returns.
 
-    A second Ctrl-C (SIGINT) while the first is pending aborts at once, as Python does by default.
+    A second Ctrl-C (SIGINT) while the first is pending aborts at once, as Python does by default. Once a stop
+    is pending, a DataLoader worker that dies (the signal reached it before it could ignore it, or the
+    scheduler killed the group) must not end the run in the middle of a step: the loader's SIGCHLD handler,
+    which raises wherever the main process is, is switched off, and :func:`_until_stopped` ends the batches.
     """
 
     def __init__(self) -> None:
@@ -182,20 +191,40 @@ class _StopFlag:
                 flush=True,
             )
         self.signal = signum
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
     @contextlib.contextmanager
     def installed(self):
         old = {}
-        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             try:
                 old[sig] = signal.signal(sig, self)
             except ValueError:  # not the main thread: leave signals alone
                 pass
+        if old:  # a stop switches the loader's SIGCHLD handler off: it comes back with the others
+            old[signal.SIGCHLD] = signal.getsignal(signal.SIGCHLD)
         try:
             yield self
         finally:
             for sig, handler in old.items():
-                signal.signal(sig, handler)
+                if handler is not None:  # None: set outside Python, cannot be put back
+                    signal.signal(sig, handler)
+
+
+def _until_stopped(batches: Iterator, stop: _StopFlag) -> Iterator:
+    """The loader's batches. After a stop signal a loader error (its workers got the signal too) gives one
+    None and ends them, so the run stops at this step boundary as the signal asked."""
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except RuntimeError:
+            if stop.signal is None:
+                raise
+            yield None
+            return
+        yield batch
 
 
 class MetricsLog:
@@ -414,12 +443,13 @@ def fit(
         num_workers=cfg.data.num_workers,
         pin_memory=device.type == "cuda",
         drop_last=True,
-        worker_init_fn=_ignore_sigint,  # a terminal's Ctrl-C reaches the workers too: the main process decides
+        worker_init_fn=_ignore_stop_signals,
         # its own stream for the workers' base seed: drawing it from the global one would make a resumed run
         # draw other masks than the uninterrupted run (the items have their own streams, see SeededItems)
         generator=torch.Generator().manual_seed(tc.seed),
     )
     batches = iter(loader)
+    fetch = _until_stopped(batches, stop)
     with stop.installed():
         while state.epoch < tc.epochs and stopped_by is None:
             epoch = state.epoch
@@ -437,7 +467,7 @@ def fit(
             )
             last_batch = None
             micro = 0
-            for batch in itertools.islice(batches, max(0, batches_per_epoch - skip)):
+            for batch in itertools.islice(fetch, max(0, batches_per_epoch - skip)):
                 if D.any_rank(
                     stop.signal is not None
                 ):  # before a step: one in the last step lets the epoch end first
@@ -535,7 +565,7 @@ def fit(
                     atomic_link(out_dir / f"checkpoint-{state.epoch}.pth", out_dir / "checkpoint-last.pth")
                     rotate_checkpoints(out_dir, tc.keep_checkpoints)
             D.barrier()
-    del batches  # stops the loader's workers
+    del fetch, batches  # stops the loader's workers
     log.close()
     end = time.time()
     results: dict[str, Any] = {
