@@ -4,10 +4,13 @@ Generates H.264 mp4 files at a realistic size (short side 320, 16:9, 10 s at 30 
 every 250 frames, B-frames; a moving texture so the bit rate is that of real footage), then runs the real
 pretraining ``DataLoader`` (``build_pretrain_dataset`` + ``pretrain_collate``) of a preset (default
 ``vitb_k400``: 16 frames at stride 4, 224x224, short side 256, full view-2 augmentation) for a few seconds per
-setting, and profiles one process to show where an item's time goes.
+setting, and profiles one process to show where an item's time goes. With ``data.augment=device`` the loader
+only decodes (the augmentation then runs in the training step: ``crossvideomae bench --loader`` times both);
+``--generate-only`` writes the files and stops.
 
     python benchmarks/loader_bench.py --out runs/loader_bench --workers 0 1 2 --repeat 1 2
     python benchmarks/loader_bench.py --preset tiny --list data/synth/train.txt --workers 0 2
+    python benchmarks/loader_bench.py --out runs/loader_bench --workers 16 --repeat 1 4 data.augment=device
 
 Writes ``results.json`` into ``--out`` and prints one line per setting.
 """
@@ -93,7 +96,7 @@ def throughput(cfg, workers: int, seconds: float) -> dict:
             start = time.perf_counter()
             continue
         if start is not None:
-            clips += batch["video1"].shape[0]
+            clips += len(batch["frame_index1"])  # clips of the batch, in either data.augment mode
             if time.perf_counter() - start >= seconds:
                 break
     elapsed = time.perf_counter() - start
@@ -182,6 +185,9 @@ def main() -> None:
     p.add_argument(
         "--variant", choices=("full", "uint8", "decode"), default="full", help="stage ablation (use_variant)"
     )
+    p.add_argument(
+        "--generate-only", action="store_true", help="write the video files and their list, then stop"
+    )
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = p.parse_args()
 
@@ -200,6 +206,8 @@ def main() -> None:
     )
     gen_s = time.perf_counter() - t0
     print(f"files ready in {gen_s:.1f} s: {lst}", flush=True)
+    if args.generate_only:
+        return
     results: dict = {
         "preset": args.preset,
         "list": lst,

@@ -205,3 +205,16 @@ def test_on_cuda_the_geometry_matches_the_cpu():
     for key in ("video1", "video2", "images"):
         assert gpu[key].is_cuda
         assert torch.allclose(gpu[key].cpu(), cpu[key], atol=0.05), key  # uint8 rounding of view 2 at most
+
+
+def test_bench_loader_times_each_repeat_factor(synth, tmp_path):
+    res = main(
+        ["bench", "-o", str(tmp_path), "--steps", "1", "--warmup", "1", "--no-baseline", "--loader",
+         "--repeats", "1,2", *TINY, "data.batch_size=4", "data.num_workers=0", "data.augment=device",
+         f"data.train_list={synth / 'train.txt'}"]
+    )  # fmt: skip
+    rows = res["real_loader_repeats"]
+    assert [r["repeated_sampling"] for r in rows] == [1, 2] and res["real_loader"] == rows[0]
+    assert all(
+        r["ratio_to_in_memory"] > 0 and r["clips_per_s"] > 0 and r["augment"] == "device" for r in rows
+    )

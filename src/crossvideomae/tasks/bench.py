@@ -4,7 +4,8 @@ For the configured model and batch it reports ms/step, clips/s (one clip = one s
 sampled frames), analytic model TFLOP/s, MFU against a bf16 matrix-product ceiling measured in the same
 process, and peak memory; then the same for Hugging Face's ``VideoMAEForPreTraining`` (one view, same batch,
 video mask ratio, SDPA, bf16 autocast, fused AdamW) as the baseline; with ``--loader``, the step again fed by
-the real loader (``data.train_list``), and the ratio of the two step rates.
+the real loader (``data.train_list``, or ``data.frame_shards``), and the ratio of the two step rates, for each
+repeated-sampling factor of ``--repeats`` (the loader then batches B / r videos, so the step always sees B clips).
 
     crossvideomae bench -c vitb_k400 --compile-loss --profile 3 mask.video_ratio=0.9 mask.image_ratio=0.9 train.compile=true
 
@@ -17,6 +18,7 @@ tokens only: what the model must compute, not what a particular implementation d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 import warnings
@@ -45,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the Hugging Face VideoMAE baseline")
     parser.add_argument(
         "--loader", action="store_true", help="also time steps fed by the real loader (data.train_list)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=lambda s: [int(r) for r in s.split(",")],
+        default=None,
+        metavar="R,R,...",
+        help="with --loader: data.repeated_sampling values to time, e.g. 1,2,4 (default: the config's)",
     )
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="profile N steps; top kernels into the results"
@@ -383,15 +392,22 @@ def _device_us(event: Any) -> float:
 # ------------------------------------------------------------------------------------------------ loader
 def loader_steps(cfg: Config, step: Step, device: torch.device, warmup: int, steps: int) -> dict[str, float]:
     """Steps fed by the real loader (``build_pretrain_dataset`` + ``pretrain_collate``, pinned, non-blocking
-    copies): the same step, so the difference to the in-memory rate is what the loader costs."""
+    copies, then ``pretrain_inputs``: the augmentation on the device with ``data.augment=device``): the same
+    step, so the difference to the in-memory rate is what the loader costs. With ``data.repeated_sampling`` = r
+    the loader batches B / r videos of r clips each."""
     from torch.utils.data import DataLoader
 
     from ..data import build_pretrain_dataset, pretrain_collate
+    from ..data.device_augment import pretrain_inputs
 
+    B, r = cfg.data.batch_size, cfg.data.repeated_sampling
+    if B % r:
+        raise ValueError(f"data.batch_size={B} is not a multiple of data.repeated_sampling={r}")
     dataset = build_pretrain_dataset(cfg, split="train")
+    inputs = pretrain_inputs(cfg)
     loader = DataLoader(
         dataset,
-        batch_size=cfg.data.batch_size,
+        batch_size=B // r,
         shuffle=True,
         collate_fn=pretrain_collate,
         num_workers=cfg.data.num_workers,
@@ -400,16 +416,30 @@ def loader_steps(cfg: Config, step: Step, device: torch.device, warmup: int, ste
         persistent_workers=cfg.data.num_workers > 0,
     )
     keys = ("video1", "video2", "images", "frame_index1", "frame_index2")
+
+    def feed(batch: dict[str, Any]) -> None:
+        batch = inputs(
+            {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        )
+        step({k: batch[k] for k in keys})
+
     it = _forever(loader)
     for _ in range(warmup):
-        step({k: v.to(device, non_blocking=True) for k, v in next(it).items() if k in keys})
+        feed(next(it))
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        step({k: v.to(device, non_blocking=True) for k, v in next(it).items() if k in keys})
+        feed(next(it))
     _sync(device)
     s = (time.perf_counter() - t0) / steps
-    return {"ms_per_step": 1e3 * s, "clips_per_s": cfg.data.batch_size / s, "videos": len(dataset)}
+    return {
+        "repeated_sampling": r,
+        "augment": cfg.data.augment,
+        "ms_per_step": 1e3 * s,
+        "clips_per_s": B / s,
+        "videos_per_s": B / r / s,
+        "videos": len(dataset),
+    }
 
 
 def _forever(loader):
@@ -461,19 +491,24 @@ def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if args.profile:
         results["profile"] = profile_steps(step, batches[0], args.profile, device, out_dir / "profile.txt")
     _print_table(results, rows)  # before the loader run, which depends on files and decoders
-    if args.loader:
-        try:
-            real = loader_steps(cfg, step, device, warmup=3, steps=steps)
-        except Exception as err:  # the in-memory figures above still go into results.json
-            results["real_loader"] = {"error": f"{type(err).__name__}: {err}"}
-            print(f"real loader failed: {results['real_loader']['error']}")
-        else:
+    if args.loader:  # real_loader: the first of --repeats; real_loader_repeats: each of them
+        rows = results["real_loader_repeats"] = []
+        for r in args.repeats or [cfg.data.repeated_sampling]:
+            rcfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, repeated_sampling=r))
+            name = f"real loader, augment={cfg.data.augment}, r={r}"
+            try:
+                real = loader_steps(rcfg.validate(), step, device, warmup=3, steps=steps)
+            except Exception as err:  # the in-memory figures above still go into results.json
+                rows.append({"repeated_sampling": r, "error": f"{type(err).__name__}: {err}"})
+                print(f"{name} failed: {rows[-1]['error']}")
+                continue
             real["ratio_to_in_memory"] = ours["ms_per_step"] / real["ms_per_step"]
-            results["real_loader"] = real
+            rows.append(real)
             print(
-                f"{'same step, real loader':<38} {real['ms_per_step']:8.1f} {real['clips_per_s']:8.1f}"
+                f"{name:<38} {real['ms_per_step']:8.1f} {real['clips_per_s']:8.1f}"
                 f"   ratio to in-memory {real['ratio_to_in_memory']:.2f}"
             )
+        results["real_loader"] = rows[0]
     return results
 
 
