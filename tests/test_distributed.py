@@ -165,7 +165,7 @@ class _Items(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         j = i + 1 if i in self.broken else i
         item = {"video": torch.full((3, 2, 4, 4), float(j)), "label": j % 3, "index": j}
-        return item | ({"skipped": [f"video{i}.mp4: broken"]} if i in self.broken else {})
+        return item | ({"skipped": [(f"video{i}.mp4", "broken")]} if i in self.broken else {})
 
 
 def _collate(items: list[dict]) -> dict:
@@ -191,7 +191,7 @@ def test_extraction_on_two_ranks_is_in_dataset_order_without_padding(cases):
     broken = cases["extract_broken"]  # item 3 fails and is replaced by item 4: 4 is kept once, 3 is left out
     assert broken["index"].tolist() == [0, 1, 2, 4, 5, 6, 7, 8]
     assert torch.equal(broken["f"][:, 0], broken["index"].double().float())
-    assert broken["skipped"] == 1
+    assert broken["skipped"] == [("video3.mp4", "broken")]
 
 
 def test_more_processes_than_gpus_is_an_error_that_says_what_to_do(monkeypatch):

@@ -129,7 +129,7 @@ class _MultiView(torch.utils.data.Dataset):
         return len(self.videos)
 
     def __getitem__(self, i: int) -> dict:
-        skipped = ["video2.mp4: broken"] if i == 2 else []
+        skipped = [("video2.mp4", "broken")] if i == 2 else []
         i = 3 if i == 2 else i
         item = {"video": self.videos[i], "label": torch.tensor(i % 2), "kind": torch.tensor(-1)}
         return {**item, "index": torch.tensor(i), "skipped": skipped}
@@ -141,7 +141,7 @@ def test_multiview_average_equals_manual_average():
     data = _MultiView()
     loader = eval_loader(data, batch_size=2, num_workers=0, collate_fn=eval_collate)
     out, skipped = predict_multiview(model, loader, torch.device("cpu"))
-    assert skipped == 1 and out["index"].tolist() == [0, 1, 3, 4]  # the broken video is left out
+    assert skipped == [("video2.mp4", "broken")] and out["index"].tolist() == [0, 1, 3, 4]  # left out
     with torch.no_grad():
         manual = torch.stack([model(data.videos[i]).softmax(-1).mean(0) for i in (0, 1, 3, 4)])
     torch.testing.assert_close(out["probs"], manual)

@@ -113,6 +113,54 @@ def test_unreadable_videos_are_skipped_listed_and_limited(synth, tmp_path, monke
     assert "videos failed to decode" in message and str(tmp_path / "empty.mp4") in message
 
 
+def test_bad_videos_in_a_folder_whose_name_holds_a_colon_count_one_by_one(synth, tmp_path):
+    """The limit counts files by their own path, whatever characters the path holds."""
+    folder = tmp_path / "broken: videos"
+    folder.mkdir()
+    lst = _list_with_bad_files(synth, folder)
+    with pytest.raises(TooManyBadVideos, match=r"3 of 16 videos failed to decode") as info:
+        main(_pretrain(tmp_path / "run", f"'{lst}'", "data.max_bad_fraction=0.15"))  # quoted: YAML reads a: b
+    for name in ("empty.mp4", "notes.mp4", "truncated.mp4"):
+        assert str(folder / name) in str(info.value)
+
+
+def test_evaluation_reports_bad_videos_and_stops_past_the_limit(synth, tmp_path, capsys):
+    lst = _list_with_bad_files(synth, tmp_path)
+    data = [f"data.train_list={synth / 'train.txt'}", f"data.val_list={lst}"]
+    main(
+        [
+            "retrieve",
+            "--config",
+            "tiny",
+            "-o",
+            str(tmp_path / "run"),
+            *RUN,
+            *data,
+            "data.max_bad_fraction=0.2",
+        ]
+    )
+    printed = "".join(capsys.readouterr())
+    assert "val: 3 of 16 videos failed to decode and are left out" in printed, printed
+    skipped = json.loads((tmp_path / "run" / "results.json").read_text())["skipped"]
+    assert skipped["train"] == []
+    assert sorted(s.split(": ")[0] for s in skipped["val"]) == [
+        str(tmp_path / n) for n in ("empty.mp4", "notes.mp4", "truncated.mp4")
+    ]
+    with pytest.raises(TooManyBadVideos, match=r"3 of 16 videos failed to decode.*max_bad_fraction=0\.1"):
+        main(
+            [
+                "retrieve",
+                "--config",
+                "tiny",
+                "-o",
+                str(tmp_path / "strict"),
+                *RUN,
+                *data,
+                "data.max_bad_fraction=0.1",
+            ]
+        )
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
 def _encoder_export(tmp_path, *overrides):
     cfg = load_config("tiny", [*MODEL, *overrides])

@@ -1,9 +1,10 @@
 """Bookkeeping of videos that failed to decode during a run.
 
-The datasets replace a failed video by another one and report it in the item's ``skipped`` list
-(``"path: reason"``). The training loop feeds every batch's list to :meth:`BadVideoLog.update` and calls
-:meth:`BadVideoLog.check` so that a run on a badly broken dataset stops with the list of files instead of
-silently training on a fraction of it.
+The datasets replace a failed video by another one and report it in the item's ``skipped`` list of
+``(path, reason)`` pairs (the fields of its :class:`~crossvideomae.data.decode.DecodeError`, so a path may
+hold any character). The training loop feeds every batch's list to :meth:`BadVideoLog.update` and calls
+:meth:`BadVideoLog.check`, the evaluation commands do so after each pass over a split, so that a run on a badly
+broken dataset stops with the list of files instead of silently using a fraction of it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ class BadVideoLog:
         self.reasons: dict[str, str] = {}  # path -> first reason seen
         self.count = 0  # failures including repeats of the same file
 
-    def update(self, skipped: list[str]) -> None:
-        for entry in skipped:
-            path, _, reason = entry.partition(": ")
+    def update(self, skipped: list[tuple[str, str]]) -> None:
+        for path, reason in skipped:
             self.count += 1
             if path not in self.reasons:
                 self.reasons[path] = reason
-                log.warning("skipped a video that failed to decode: %s", entry)
+                log.warning("skipped a video that failed to decode: %s: %s", path, reason)
 
     @property
     def files(self) -> list[str]:

@@ -7,7 +7,7 @@ count and a resumed run repeats the uninterrupted one; call it before building e
 seed comes from torch's RNG of the process (seeded per worker by the DataLoader), so epochs still differ.
 
 Robustness. A video that fails to decode (:class:`DecodeError`) is replaced by another randomly drawn one
-(up to ``MAX_TRIES``); the failures travel with the item in ``skipped`` (``"path: reason"``) for
+(up to ``MAX_TRIES``); the failures travel with the item in ``skipped`` (``(path, reason)`` pairs) for
 :class:`~crossvideomae.data.badvideos.BadVideoLog`.
 """
 
@@ -107,11 +107,12 @@ class _RobustVideoDataset(Dataset):
                     item = self._item(i, rng)
                     break
                 except DecodeError as err:
-                    skipped.append(str(err))
+                    skipped.append((err.path, err.reason))
                     i = int(rng.integers(len(self)))
             else:
                 raise RuntimeError(
-                    f"{MAX_TRIES} videos in a row failed to decode:\n  " + "\n  ".join(skipped)
+                    f"{MAX_TRIES} videos in a row failed to decode:\n  "
+                    + "\n  ".join(f"{path}: {reason}" for path, reason in skipped)
                 )
         item["skipped"] = skipped
         return item
@@ -349,7 +350,7 @@ def build_pretrain_dataset(cfg: Config, split: str = "train") -> PretrainDataset
     """Items: ``video1``, ``video2`` (3, T, S, S) float; ``images`` (F, 3, S, S); ``frame_index1`` /
     ``frame_index2`` (F,) slots of the sampled frames in each view; ``label``, ``kind``, ``index`` (long);
     ``temporal_fallback`` (bool: view 2's down-sampling did not fit the video and was skipped);
-    ``skipped`` (list of ``"path: reason"``). With ``data.repeated_sampling`` = r > 1 each tensor has a leading
+    ``skipped`` (list of ``(path, reason)``). With ``data.repeated_sampling`` = r > 1 each tensor has a leading
     r dim, which :func:`pretrain_collate` flattens into the batch. With ``data.augment=device`` items hold uint8
     frames instead (:meth:`PretrainDataset._uint8_item`), which the training step augments on its device."""
     return PretrainDataset(cfg, split)

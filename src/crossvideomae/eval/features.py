@@ -5,9 +5,9 @@ gathered and sorted by dataset index, and the padding duplicates that the sample
 rank ends with the same rows in dataset order, exactly as a single process would produce them.
 
 A video that fails to decode is replaced by the dataset with another one, whose item then carries the other
-video's ``index`` (and its ``"path: reason"`` in the batch's ``skipped`` list): the duplicate index is dropped
-like the sampler's padding, so the broken video is left out rather than counted twice. Their number is
-returned.
+video's ``index`` (and its ``(path, reason)`` in the batch's ``skipped`` list): the duplicate index is dropped
+like the sampler's padding, so the broken video is left out rather than counted twice. The failures are
+returned; :func:`check_bad_videos` holds them to ``data.max_bad_fraction`` as training does and reports them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ..engine.distributed import is_distributed, world_size
+from ..engine.distributed import is_distributed, is_main_process, world_size
 
 # Per-item fields carried next to the outputs (those the dataset provides).
 META_KEYS = ("label", "kind", "index")
@@ -66,19 +66,19 @@ def collect(
     device: torch.device,
     multiview: bool = False,
     amp: bool = True,
-) -> tuple[dict[str, torch.Tensor], int]:
+) -> tuple[dict[str, torch.Tensor], list]:
     """One pass over ``loader`` feeding every batch to each function in ``outputs``.
 
     Items hold ``video`` (C, T, H, W) or ``image`` (C, H, W); with ``multiview`` a video item is (V, C, T, H, W)
     and each function's output is averaged over the V views. Returns ({name: (N, K)} plus the META_KEYS the
-    items carry, each (N,)) in dataset order, and the number of skipped items.
+    items carry, each (N,)) in dataset order, and the items' ``skipped`` entries of every rank.
     """
     rows: dict[str, list[torch.Tensor]] = defaultdict(list)
-    skipped = 0
+    skipped: list = []
     use_amp = amp and device.type == "cuda"
     for batch in loader:
         x = batch["video"] if "video" in batch else batch["image"]
-        skipped += len(batch.get("skipped", ()))
+        skipped += batch.get("skipped", [])
         x = x.to(device, non_blocking=True)
         B = x.shape[0]
         if multiview:
@@ -95,15 +95,29 @@ def collect(
                 rows[key].append(torch.as_tensor(batch[key]))
     local = {k: torch.cat(v) for k, v in rows.items()}  # empty when this rank's shard was empty
     if is_distributed():
-        total = torch.tensor([skipped], device=device if dist.get_backend() == "nccl" else "cpu")
-        dist.all_reduce(total)
-        skipped = int(total.item())
+        every: list = [None] * world_size()
+        dist.all_gather_object(every, skipped)
+        skipped = [s for part in every for s in part]
     return gather_in_order(local), skipped
+
+
+def check_bad_videos(cfg, split: str, skipped: list[tuple[str, str]], size: int) -> list[str]:
+    """The videos of one pass over ``split`` (``size`` videos) that failed to decode: more than
+    ``data.max_bad_fraction`` of them stop the command (:class:`TooManyBadVideos`, as in training); fewer are
+    reported on the console. Returns their ``"path: reason"`` lines for results.json."""
+    from ..data import BadVideoLog
+
+    bad = BadVideoLog(cfg.data.max_bad_fraction)
+    bad.update(skipped)
+    bad.check(size)
+    if bad.files and is_main_process():
+        print(f"{split}: {len(bad.files)} of {size} videos failed to decode and are left out (results.json)")
+    return bad.files
 
 
 def extract_features(
     encoders: Mapping[str, nn.Module], loader: DataLoader, device: torch.device, multiview: bool = False
-) -> tuple[dict[str, torch.Tensor], int]:
+) -> tuple[dict[str, torch.Tensor], list]:
     """Mean-pooled features {name: (N, D)} of several encoders from one decoding pass (+ label/kind/index)."""
     for enc in encoders.values():
         enc.eval()
@@ -112,7 +126,7 @@ def extract_features(
 
 def predict_multiview(
     model: nn.Module, loader: DataLoader, device: torch.device
-) -> tuple[dict[str, torch.Tensor], int]:
+) -> tuple[dict[str, torch.Tensor], list]:
     """Class probabilities averaged over the K clips x crops of each video: {"probs": (N, C), label, index}."""
     model.eval()
     return collect(loader, {"probs": lambda x: model(x).float().softmax(dim=-1)}, device, multiview=True)
@@ -123,7 +137,8 @@ def split_features(
 ) -> dict[str, dict]:
     """Features of every encoder on the centre clip of each video of each split, one decoding pass per split.
 
-    Returns {split: {"rows": {name: (N, D), label, kind, index}, "skipped": int, "dataset": Dataset}}.
+    Returns {split: {"rows": {name: (N, D), label, kind, index}, "skipped": ["path: reason", ...] (the videos
+    left out, :func:`check_bad_videos`), "dataset": Dataset}}.
     """
     from .inputs import collate_fn, eval_dataset
 
@@ -132,6 +147,7 @@ def split_features(
         dataset = eval_dataset(cfg, split)
         loader = eval_loader(dataset, cfg.eval.batch_size, cfg.data.num_workers, collate_fn(cfg))
         rows, skipped = extract_features(encoders, loader, device)
+        skipped = check_bad_videos(cfg, split, skipped, len(dataset))
         out[split] = {"rows": rows, "skipped": skipped, "dataset": dataset}
     return out
 
@@ -175,5 +191,5 @@ def multiview_test(cfg, model: nn.Module, device: torch.device, out_dir=None) ->
         rows["probs"], select_labels(rows, cfg.eval.label), num_classes, png, names
     )
     views = cfg.eval.num_clips * cfg.eval.num_crops if multiview else 1
-    results.update({"views": views, "skipped": skipped})
+    results.update({"views": views, "skipped": check_bad_videos(cfg, "val", skipped, len(dataset))})
     return results

@@ -20,7 +20,7 @@ from ..engine.checkpoint import atomic_write
 from ..engine.distributed import init_distributed, is_main_process
 from ..engine.train import resolve_device
 from ..eval.encoders import build_encoder, with_checkpoint_model
-from ..eval.features import eval_loader, extract_features
+from ..eval.features import check_bad_videos, eval_loader, extract_features
 from ..eval.inputs import collate_fn, eval_dataset
 
 
@@ -64,7 +64,7 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
         "input": str(source_path),
         "num_videos": len(paths),
         "dim": int(rows["features"].shape[1]),
-        "skipped": skipped,
+        "skipped": check_bad_videos(cfg, "input", skipped, len(dataset)),
     }
     if is_main_process():
         tensors = {
