@@ -218,3 +218,27 @@ def test_bench_loader_times_each_repeat_factor(synth, tmp_path):
     assert all(
         r["ratio_to_in_memory"] > 0 and r["clips_per_s"] > 0 and r["augment"] == "device" for r in rows
     )
+
+
+def test_presampled_images_travel_beside_the_frames(tmp_path):
+    from PIL import Image
+
+    write_index_video(tmp_path / "v.mp4", 30, preset="ultrafast")
+    Image.fromarray(np.full((40, 24, 3), 250, np.uint8)).save(
+        tmp_path / "f.png"
+    )  # another size than the video
+    (tmp_path / "index.csv").write_text("video,label,frame_index,timestamp,image\nv.mp4,5,17,0.68,f.png\n")
+    cfg = _cfg(
+        tmp_path,
+        f"data.presampled={tmp_path / 'index.csv'}",
+        "data.augment=device",
+        "data.repeated_sampling=2",
+    )
+    ds = build_pretrain_dataset(cfg)
+    ds.set_epoch(0)
+    batch = DeviceAugment(cfg)(pretrain_collate([ds[0]]))
+    assert batch["images"].shape == (2, 1, 3, S, S)
+    assert _frame_numbers(batch["images"]) == [round((250 - 4) / 8)] * 2  # read from the image file
+    for c in range(2):
+        v1 = _frame_numbers(batch["video1"][c].permute(1, 0, 2, 3))
+        assert v1[int(batch["frame_index1"][c, 0])] == 17  # the pre-sampled frame sits on its slot
