@@ -190,6 +190,37 @@ def test_init_from_a_deeper_encoder_loads_what_fits_and_reports_the_rest(tmp_pat
     assert all(torch.equal(own[k], saved[k]) for k in own if k in saved) and "blocks.1.attn.qkv.weight" in own
 
 
+@pytest.mark.parametrize("damage", ["half-the-tensors", "a-wrong-shape"])
+def test_partial_weights_are_an_error_unless_allowed(synth, tmp_path, monkeypatch, damage):
+    """An encoder file that fills only part of the encoder: convert and init.video= refuse it (nothing is
+    written, no training starts) unless --allow-partial / init.allow_partial=true."""
+    from safetensors.torch import load_file, save_file
+
+    whole = _encoder_export(tmp_path)
+    state = load_file(whole)
+    if damage == "half-the-tensors":
+        state = {k: state[k] for k in sorted(state)[::2]}
+    else:
+        state["blocks.0.mlp.fc1.weight"] = state["blocks.0.mlp.fc1.weight"][:-1]
+    path = tmp_path / "partial.safetensors"
+    save_file(state, path, metadata={"format": "crossvideomae.video_encoder"})
+    path.with_suffix(".json").write_bytes(whole.with_suffix(".json").read_bytes())
+
+    message = exit_message(monkeypatch, ["convert", str(path), "-o", str(tmp_path / "c")])
+    assert re.search(
+        r"partial\.safetensors: fills \d+ of \d+ tensors of the video encoder.*--allow-partial", message
+    )
+    assert "\n" not in message and not (tmp_path / "c" / "video_encoder.safetensors").exists()
+    res = main(["convert", str(path), "-o", str(tmp_path / "c2"), "--allow-partial"])
+    assert res["missing"] or res["mismatched"]
+
+    run = _pretrain(tmp_path / "run", synth / "train.txt", f"init.video={path}", "train.steps_per_epoch=1")
+    message = exit_message(monkeypatch, run)
+    assert "fills" in message and "init.allow_partial=true" in message and "\n" not in message
+    assert not list((tmp_path / "run").glob("checkpoint-*"))
+    assert main([*run, "init.allow_partial=true"])["steps"] == 1
+
+
 def test_init_from_a_damaged_or_missing_file_names_it(tmp_path):
     save_checkpoint(tmp_path / "whole.pth", {"model": {"w": torch.randn(1000)}})
     data = (tmp_path / "whole.pth").read_bytes()

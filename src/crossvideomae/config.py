@@ -154,6 +154,7 @@ class InitConfig:
     video: str = ""  # checkpoint for the video encoder (ours, VideoMAE, SpatioTemporalMAE, HF)
     image: str = ""  # checkpoint for the image encoder (ours, MAE, HF ViTMAE, timm)
     model: str = ""  # a full CrossVideoMAE checkpoint of ours
+    allow_partial: bool = False  # accept files that fill only part of the model (the rest stays at random init)
 
 
 @dataclass

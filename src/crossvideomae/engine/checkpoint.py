@@ -448,6 +448,23 @@ class LoadReport:
         """Every target tensor came from the checkpoint."""
         return not self.missing and not self.mismatched
 
+    def require_complete(self, to_allow: str) -> None:
+        """Raise :class:`CheckpointError` (one line) unless every target tensor came from the checkpoint;
+        ``to_allow`` says how the user accepts a partial load."""
+        if self.complete:
+            return
+        total = len(self.loaded) + len(self.missing) + len(self.mismatched)
+        gaps = [
+            f"{name} ({len(keys)}): {_collapse(keys)}"
+            for name, keys in (("missing", self.missing), ("shape mismatch", self.mismatched))
+            if keys
+        ]
+        what = {"video": "video encoder", "image": "image encoder", "model": "model"}[self.kind]
+        raise CheckpointError(
+            f"{self.path}: fills {len(self.loaded)} of {total} tensors of the {what}; {'; '.join(gaps)}: the rest "
+            f"would stay at random init ({to_allow} accepts that)"
+        )
+
     def __str__(self) -> str:
         total = len(self.loaded) + len(self.missing) + len(self.mismatched)
         lines = [

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dest", default=None, help="output .safetensors (ours) or folder (hf); default inside --output-dir"
     )
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="write it even when the source fills only part of the module (the rest stays at random init)",
+    )
 
 
 def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -53,6 +58,8 @@ def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         else build_model(cfg)
     )
     report = load_pretrained(module, args.source, kind)
+    if not args.allow_partial:
+        report.require_complete("--allow-partial")
     if args.to == "ours":
         name = {"video": "video_encoder", "image": "image_encoder", "model": "model"}[kind]
         dest = save_weights(module, Path(args.dest or out_dir / f"{name}.safetensors"), cfg.model)

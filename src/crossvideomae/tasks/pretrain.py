@@ -23,12 +23,12 @@ def build_pretraining(cfg: Config) -> tuple[CrossVideoMAE, CrossVideoMAELoss]:
     if init.model or init.video or init.image:
         from ..engine.checkpoint import load_pretrained  # prints a report of loaded / missing keys
 
-        if init.model:
-            load_pretrained(model, init.model, kind="model")
-        if init.video:
-            load_pretrained(model.video_encoder, init.video, kind="video")
-        if init.image:
-            load_pretrained(model.image_encoder, init.image, kind="image")
+        parts = [(model, init.model, "model"), (model.video_encoder, init.video, "video")]
+        for module, path, kind in [*parts, (model.image_encoder, init.image, "image")]:
+            if path:
+                report = load_pretrained(module, path, kind=kind)
+                if not init.allow_partial:
+                    report.require_complete("init.allow_partial=true")
     if cfg.train.freeze_image:
         model.image_encoder.requires_grad_(False)
     return model, CrossVideoMAELoss(cfg.loss)
