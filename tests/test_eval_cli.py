@@ -172,3 +172,20 @@ def test_repeated_augmentation_draws_differ(synth):
     assert not torch.equal(items[1, 3]["video"], item["video"])  # another epoch, other draws
     batch = repeated_collate([items[0, 0], items[0, 1]])
     assert batch["video"].shape[0] == 4 and batch["index"].tolist() == [0, 0, 1, 1]
+
+
+def test_evaluation_shows_progress_and_its_help_names_eval_checkpoint(synth, tmp_path, capsys):
+    """Feature extraction over thousands of clips shows a progress bar per split; the help of every command that
+    evaluates a checkpoint names ``eval.checkpoint=``; the top-level help is plain text."""
+    from crossvideomae.cli import _parser
+
+    parser = _parser()
+    assert "``" not in parser.format_help()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in ("readout", "linprobe", "retrieve", "extract", "finetune", "test"):
+        assert "eval.checkpoint=" in sub.choices[name].format_help(), name
+    capsys.readouterr()
+    main(["retrieve", "-c", "tiny", "-o", str(tmp_path), *overrides(synth)])
+    err = capsys.readouterr().err
+    assert "features (train)" in err and "/24 [" in err  # 24 train clips
+    assert "features (val)" in err and "/12 [" in err

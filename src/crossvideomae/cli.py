@@ -27,12 +27,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample-frames": ("sample_frames", "extract a pre-sampled frame dataset from a list of videos"),
     "pretrain": ("pretrain", "CrossVideoMAE pretraining"),
     "adapt": ("adapt", "test-time adaptation: K updates per batch of target data from given weights"),
-    "linprobe": ("linprobe", "linear probe of a frozen video encoder"),
-    "finetune": ("finetune", "fine-tune a video encoder for classification, then the multi-view test"),
-    "test": ("test", "multi-view test of a fine-tuned checkpoint"),
-    "retrieve": ("retrieve", "video retrieval: test clips query train clips, R@k"),
-    "extract": ("extract", "encoder features for a list of videos -> tensor file + index"),
-    "readout": ("readout", "pretrained vs random-init encoder: retrieval and linear probe table"),
+    "linprobe": ("linprobe", "linear probe of the frozen video encoder eval.checkpoint=PATH"),
+    "finetune": (
+        "finetune",
+        "fine-tune the video encoder eval.checkpoint=PATH for classification, then the multi-view test",
+    ),
+    "test": ("test", "multi-view test of the fine-tuned checkpoint eval.checkpoint=PATH"),
+    "retrieve": (
+        "retrieve",
+        "video retrieval with the encoder eval.checkpoint=PATH: val clips query train clips, R@k",
+    ),
+    "extract": (
+        "extract",
+        "features of the encoder eval.checkpoint=PATH for a list of videos -> tensor file + index",
+    ),
+    "readout": (
+        "readout",
+        "the encoder eval.checkpoint=PATH vs random init: retrieval and linear probe table",
+    ),
     "visualize": ("visualize", "reconstruction and attention pictures for a video"),
     "report": ("report", "one page with a run's config, results and pictures"),
     "convert": ("convert", "convert checkpoints between MAE / VideoMAE / SpatioTemporalMAE / HF and ours"),
@@ -43,7 +55,11 @@ RESUMABLE = ("pretrain", "adapt", "finetune")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crossvideomae", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="crossvideomae",
+        description="CrossVideoMAE pretraining and evaluation. Each command reads a config (--config FILE or "
+        "preset, then key=value overrides) and writes config.yaml and results.json into its run folder.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -114,8 +130,8 @@ def _check_run_folder(command: str, out_dir: Path, resume: bool) -> None:
     owner = _results_command(out_dir)
     if owner not in (None, command):
         raise SystemExit(
-            f"crossvideomae {command}: {out_dir} holds the results of `crossvideomae {owner}`; choose another "
-            "--output-dir (nothing was written)"
+            f"crossvideomae {command}: {out_dir} holds the results of `crossvideomae {owner}`; choose "
+            "another --output-dir (nothing was written)"
         )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
 
 from ..engine.distributed import is_distributed, is_main_process, world_size
 
@@ -66,16 +67,20 @@ def collect(
     device: torch.device,
     multiview: bool = False,
     amp: bool = True,
+    desc: str = "features",
 ) -> tuple[dict[str, torch.Tensor], list]:
     """One pass over ``loader`` feeding every batch to each function in ``outputs``.
 
     Items hold ``video`` (C, T, H, W) or ``image`` (C, H, W); with ``multiview`` a video item is (V, C, T, H, W)
     and each function's output is averaged over the V views. Returns ({name: (N, K)} plus the META_KEYS the
-    items carry, each (N,)) in dataset order, and the items' ``skipped`` entries of every rank.
+    items carry, each (N,)) in dataset order, and the items' ``skipped`` entries of every rank. Rank 0 shows a
+    progress bar named ``desc`` over its clips.
     """
     rows: dict[str, list[torch.Tensor]] = defaultdict(list)
     skipped: list = []
     use_amp = amp and device.type == "cuda"
+    quiet = {} if is_main_process() else {"disable": True}  # rank 0 leaves it to tqdm (and TQDM_DISABLE)
+    bar = tqdm(total=len(loader.sampler), desc=desc, unit="clip", leave=False, dynamic_ncols=True, **quiet)
     for batch in loader:
         x = batch["video"] if "video" in batch else batch["image"]
         skipped += batch.get("skipped", [])
@@ -93,6 +98,8 @@ def collect(
         for key in META_KEYS:
             if key in batch:
                 rows[key].append(torch.as_tensor(batch[key]))
+        bar.update(B)
+    bar.close()
     local = {k: torch.cat(v) for k, v in rows.items()}  # empty when this rank's shard was empty
     if is_distributed():
         every: list = [None] * world_size()
@@ -116,12 +123,16 @@ def check_bad_videos(cfg, split: str, skipped: list[tuple[str, str]], size: int)
 
 
 def extract_features(
-    encoders: Mapping[str, nn.Module], loader: DataLoader, device: torch.device, multiview: bool = False
+    encoders: Mapping[str, nn.Module],
+    loader: DataLoader,
+    device: torch.device,
+    multiview: bool = False,
+    desc: str = "features",
 ) -> tuple[dict[str, torch.Tensor], list]:
     """Mean-pooled features {name: (N, D)} of several encoders from one decoding pass (+ label/kind/index)."""
     for enc in encoders.values():
         enc.eval()
-    return collect(loader, dict(encoders), device, multiview=multiview)
+    return collect(loader, dict(encoders), device, multiview=multiview, desc=desc)
 
 
 def predict_multiview(
@@ -129,7 +140,8 @@ def predict_multiview(
 ) -> tuple[dict[str, torch.Tensor], list]:
     """Class probabilities averaged over the K clips x crops of each video: {"probs": (N, C), label, index}."""
     model.eval()
-    return collect(loader, {"probs": lambda x: model(x).float().softmax(dim=-1)}, device, multiview=True)
+    probs = {"probs": lambda x: model(x).float().softmax(dim=-1)}
+    return collect(loader, probs, device, multiview=True, desc="multi-view test")
 
 
 def split_features(
@@ -146,7 +158,7 @@ def split_features(
     for split in splits:
         dataset = eval_dataset(cfg, split)
         loader = eval_loader(dataset, cfg.eval.batch_size, cfg.data.num_workers, collate_fn(cfg))
-        rows, skipped = extract_features(encoders, loader, device)
+        rows, skipped = extract_features(encoders, loader, device, desc=f"features ({split})")
         skipped = check_bad_videos(cfg, split, skipped, len(dataset))
         out[split] = {"rows": rows, "skipped": skipped, "dataset": dataset}
     return out
@@ -183,7 +195,8 @@ def multiview_test(cfg, model: nn.Module, device: torch.device, out_dir=None) ->
         rows, skipped = predict_multiview(model, loader, device)
     else:
         model.eval()
-        rows, skipped = collect(loader, {"probs": lambda x: model(x).float().softmax(dim=-1)}, device)
+        probs = {"probs": lambda x: model(x).float().softmax(dim=-1)}
+        rows, skipped = collect(loader, probs, device, desc="test")
     num_classes = rows["probs"].shape[1]
     png = out_dir / "confusion_matrix.png" if out_dir is not None else None
     names = class_names(cfg, dataset, cfg.eval.label)
