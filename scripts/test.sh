@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh .venv-test test
-python -m pytest -q "$@"
+python -m pytest "$@"  # pyproject.toml adds -q: one -q keeps the "N passed" line
