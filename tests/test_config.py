@@ -54,3 +54,13 @@ def test_saved_config_round_trips(tmp_path):
 def test_unknown_preset_lists_the_presets():
     with pytest.raises(ConfigError, match="tiny"):
         load_config("no_such_preset")
+
+
+def test_base_list_layers_presets_in_order(tmp_path):
+    f = tmp_path / "ft.yaml"
+    f.write_text("_base_: [vits_study, finetune_small]\neval:\n  epochs: 7\n")
+    cfg = load_config(str(f))
+    assert cfg.model.size == "small" and cfg.synth.camera_jitter == 2  # vits_study (and what it inherits)
+    assert cfg.eval.mixup == 0.0 and cfg.eval.ft_layer_decay == 1.0  # finetune_small on top
+    assert cfg.eval.epochs == 7  # the file itself on top of both
+    assert load_config("vits_study").eval.mixup == 0.8  # the paper's recipe stays the default

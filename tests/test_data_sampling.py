@@ -174,4 +174,6 @@ def test_dataset_counts_the_temporal_fallback(tmp_path):
     assert torch.equal(short["video1"], short["video2"])  # no frame of view 2 repeated past the end
     frames = _frame_numbers(short["video2"].permute(1, 0, 2, 3))
     assert np.all(np.diff(frames) == 2) and frames[-1] <= 7  # stride 2 inside the 8 frames, nothing repeated
-    assert _frame_numbers(long["video2"].permute(1, 0, 2, 3)) != _frame_numbers(long["video1"].permute(1, 0, 2, 3))
+    assert _frame_numbers(long["video2"].permute(1, 0, 2, 3)) != _frame_numbers(
+        long["video1"].permute(1, 0, 2, 3)
+    )

@@ -99,3 +99,18 @@ def test_synth_command_writes_into_the_output_dir(tmp_path):
     )
     assert res["num_train"] == 12 and (tmp_path / "data" / "train.txt").is_file()
     assert (tmp_path / "data" / "val.txt").is_file() and (tmp_path / "data" / "results.json").is_file()
+
+
+def test_camera_jitter_and_noise_move_every_pixel_but_keep_the_motion():
+    calm = SynthConfig(size=32, num_frames=8)
+    shaky = SynthConfig(size=32, num_frames=8, camera_jitter=3, noise=4.0)
+    still, _ = render_video(7, 0, calm)
+    moving, kind = render_video(7, 0, shaky)
+    assert moving.shape == still.shape and moving.dtype == np.uint8
+    assert kind == render_video(7, 0, calm)[1]  # the same object: only the camera and the sensor changed
+    bg_still = (np.abs(np.diff(still.astype(int), axis=0)).sum(-1) == 0).mean()  # pixels constant in time
+    bg_moving = (np.abs(np.diff(moving.astype(int), axis=0)).sum(-1) == 0).mean()
+    assert bg_still > 0.5 and bg_moving < 0.05
+    np.testing.assert_array_equal(moving, render_video(7, 0, shaky)[0])  # still a pure function of the seed
+    with pytest.raises(SystemExit, match="synth.camera_jitter"):
+        main(["synth", "-o", "/nonexistent-unused", "synth.camera_jitter=99"])

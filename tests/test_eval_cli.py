@@ -63,6 +63,13 @@ def test_linprobe(synth, tmp_path):
     assert (tmp_path / "confusion_matrix.png").is_file() and (tmp_path / "results.json").is_file()
 
 
+def test_attentive_probe_command(synth, pretrained, tmp_path):
+    res = main(["linprobe", "-c", "tiny", "-o", str(tmp_path), *overrides(synth, f"eval.checkpoint={pretrained}",
+                "eval.probe=attentive", "eval.attn_epochs=3", "eval.attn_batch_size=8")])  # fmt: skip
+    assert res["probe"] == "attentive" and res["num_classes"] == 12
+    assert 0.0 <= res["acc1"] <= res["acc5"] <= 100.0 and res["loss_last_epoch"] < res["loss_first_epoch"]
+
+
 def test_linprobe_records_checkpoint_hash(synth, pretrained, tmp_path):
     res = main(["linprobe", "-c", "tiny", "-o", str(tmp_path), *overrides(synth, f"eval.checkpoint={pretrained}",
                 "eval.label=kind")])  # fmt: skip
@@ -141,6 +148,8 @@ def test_readout_table(synth, pretrained, tmp_path, capsys):
     assert rows[("label", "random")]["num_classes"] == 12 and rows[("kind", "random")]["num_classes"] == 5
     for r in rows.values():
         assert 0 <= r["R@1"] <= r["R@5"] <= 100 and 0 <= r["probe_acc1"] <= 100
+        assert 0 <= r["attn_acc1"] <= r["attn_acc5"] <= 100 and 0 <= r["attn_train_acc1"] <= 100
+    assert res["knn_center"] is True and res["attentive_probe"]["epochs"] >= 1
     assert res["random_init"]["checkpoint"] is None and res["encoder"]["sha256"]
     assert "object kind" in capsys.readouterr().out and (tmp_path / "readout.txt").is_file()
 

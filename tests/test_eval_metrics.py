@@ -22,7 +22,7 @@ from crossvideomae.eval.metrics import (
     recall_at_k,
     topk_accuracy,
 )
-from crossvideomae.eval.probes import probe_scores, train_linear_probe
+from crossvideomae.eval.probes import knn_retrieval, probe_scores, train_attentive_probe, train_linear_probe
 from crossvideomae.models import build_video_encoder
 
 # Hand case: sample 1 ties its true class with a wrong one (and loses the tie), sample 2 is all ties.
@@ -157,3 +157,37 @@ def test_linear_probe_separates_separable_features():
     probe, losses = train_linear_probe(x[:300], y[:300], 4, cfg, seed=0, device=torch.device("cpu"))
     assert losses[-1] < losses[0]
     assert topk_accuracy(probe_scores(probe, x[300:]), y[300:], (1,))[1] > 95.0
+
+
+def _order_tokens(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 8, 16) tokens = a position code per token + an 'object' vector on one token; the class is whether
+    the object sits in the first or the second half. Every clip's mean over tokens carries no class signal."""
+    pos = torch.randn(8, 16, generator=g)
+    obj = torch.randn(16, generator=g)
+    y = torch.randint(0, 2, (n,), generator=g)
+    where = y * 4 + torch.randint(0, 4, (n,), generator=g)  # token 0-3 (class 0) or 4-7 (class 1)
+    x = pos.expand(n, 8, 16).clone() + 0.05 * torch.randn(n, 8, 16, generator=g)
+    x[torch.arange(n), where] += obj
+    return x, y
+
+
+def test_attentive_probe_reads_what_mean_pooling_loses():
+    g = torch.Generator().manual_seed(0)
+    x, y = _order_tokens(400, g)
+    cfg = EvalConfig(epochs=30, lr=0.1, warmup_epochs=3, batch_size=32, attn_epochs=40, attn_batch_size=32)
+    cpu = torch.device("cpu")
+    attn, losses = train_attentive_probe(x[:300], y[:300], 2, cfg, seed=0, device=cpu)
+    assert losses[-1] < losses[0]
+    assert topk_accuracy(probe_scores(attn, x[300:]), y[300:], (1,))[1] >= 95.0
+    linear, _ = train_linear_probe(x[:300].mean(1), y[:300], 2, cfg, seed=0, device=cpu)
+    assert topk_accuracy(probe_scores(linear, x[300:].mean(1)), y[300:], (1,))[1] <= 70.0
+
+
+def test_knn_centring_removes_a_shared_offset():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    signal = torch.randn(3, 8, generator=g)[y] + 0.3 * torch.randn(60, 8, generator=g)
+    x = 1e4 + signal  # every clip shares a large offset: uncentred cosines are all 1 to float32 precision
+    plain = knn_retrieval(x[:30], y[:30], x[30:], y[30:], (1,), center=False)["R@1"]
+    centred = knn_retrieval(x[:30], y[:30], x[30:], y[30:], (1,), center=True)["R@1"]
+    assert centred == 100.0 and plain < 80.0

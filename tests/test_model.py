@@ -157,3 +157,29 @@ def test_separable_position_layout(tiny_cfg):
 def test_encoder_attention_goes_through_sdpa(tiny_cfg):
     enc = build_video_encoder(tiny_cfg.model)
     assert all(blk.attn.fused_attn for blk in enc.blocks)
+
+
+def test_contrastive_head_changes_only_the_contrastive_path():
+    cfg = load_config("tiny", ["model.depth=1", "model.decoder_depth=1"])
+    head_cfg = load_config("tiny", ["model.depth=1", "model.decoder_depth=1", "model.contrastive_head=mlp"])
+    torch.manual_seed(0)
+    plain = build_model(cfg)
+    torch.manual_seed(0)
+    headed = build_model(head_cfg)
+    missing, unexpected = headed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith(("video_head.", "image_head.")) for k in missing)
+    v1, v2 = torch.randn(2, 3, 8, 64, 64), torch.randn(2, 3, 8, 64, 64)
+    images, idx = torch.randn(2, 1, 3, 64, 64), torch.tensor([[3], [5]])
+    outs = []
+    for model in (plain, headed):
+        torch.manual_seed(1)  # the same masks
+        outs.append(model(v1, v2, images, idx, idx))
+    a, b = outs
+    for name in ("pred", "target", "hidden"):  # reconstruction path untouched
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    for name in ("z_u", "z_f", "h_f"):  # contrastive embeddings go through the heads
+        assert getattr(a, name).shape == getattr(b, name).shape
+        assert not torch.allclose(getattr(a, name), getattr(b, name))
+    b.pred.pow(2).mean().backward()  # the reconstruction loss does not reach the heads
+    assert all(p.grad is None for p in headed.video_head.parameters())
+    assert headed.video_encoder.blocks[0].attn.qkv.weight.grad is not None

@@ -87,3 +87,29 @@ def test_adapt_takes_k_updates_per_batch(synth, tmp_path):
     before = load_checkpoint(base / "checkpoint-last.pth")["model"]
     after = load_checkpoint(tmp_path / "adapted" / "checkpoint-last.pth")["model"]
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_stage2_starts_from_both_stage1_encoders(tmp_path, capsys):
+    """The paper's second stage: CrossVideoMAE initialised from a video MAE encoder and an image MAE encoder,
+    each reported on the console; the image branch can stay frozen."""
+    from crossvideomae.config import load_config
+    from crossvideomae.engine.checkpoint import save_weights
+    from crossvideomae.models import build_model
+    from crossvideomae.tasks.pretrain import build_pretraining
+
+    cfg = load_config("tiny", MODEL)
+    torch.manual_seed(7)
+    stage1 = build_model(cfg)
+    video = save_weights(stage1.video_encoder, tmp_path / "video.safetensors", cfg.model)
+    image = save_weights(stage1.image_encoder, tmp_path / "image.safetensors", cfg.model)
+    stage2_cfg = load_config(
+        "tiny", [*MODEL, f"init.video={video}", f"init.image={image}", "train.freeze_image=true"]
+    )
+    model, _ = build_pretraining(stage2_cfg)
+    for part in ("video_encoder", "image_encoder"):
+        mine, theirs = getattr(model, part).state_dict(), getattr(stage1, part).state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    report = capsys.readouterr().out
+    assert "video weights from" in report and "image weights from" in report
+    assert not any(p.requires_grad for p in model.image_encoder.parameters())
+    assert all(p.requires_grad for p in model.video_encoder.parameters())

@@ -46,6 +46,9 @@ class ModelConfig:
     # sdpa: PyTorch's fused attention (cuDNN on Hopper) | fa4: the decoder's attention through FlashAttention-4's
     # kernels (CUDA, bf16; pip install 'crossvideomae[fa4]'; ~1.6x faster there, see docs/PERFORMANCE.md)
     decoder_attention: str = "sdpa"
+    # none: the contrastive terms compare pooled g_u / g_f embeddings directly (the paper) | mlp: through a
+    # SimCLR-style head (Linear-GELU-Linear) per branch, so their invariances land on the head, not on g_u
+    contrastive_head: str = "none"
     # Explicit overrides of the size table (0 = take from `size`).
     width: int = 0
     depth: int = 0
@@ -91,9 +94,6 @@ class DataConfig:
     presampled: str = ""  # index of a pre-sampled frame dataset (crossvideomae sample-frames)
     image_source: str = ""  # optional folder of unrelated images for the image branch
     repeated_sampling: int = 1  # clips (and views) drawn per decoded video
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    batch_size: int = 32  # per process
     # cpu: loader workers decode and augment | device: workers only decode, the training step augments the
     # uint8 batch on the model's device (crossvideomae.data.device_augment; docs/DATA.md)
     augment: str = "cpu"
@@ -101,6 +101,9 @@ class DataConfig:
     # worker: shard JPEGs decoded in the loader workers | device: handed over as bytes and decoded in batches on
     # the training device (nvjpeg on CUDA; needs data.augment=device)
     shard_decode: str = "worker"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    batch_size: int = 32  # per process
     num_workers: int = 8
     backend: str = "pyav"  # pyav | torchcodec
     decode_threads: int = (
@@ -186,6 +189,15 @@ class EvalConfig:
     repeated_aug: int = 2  # augmented clips drawn per video and step (VideoMAE's num_sample)
     dropout: float = 0.0  # before the classification head
     num_classes: int = 0  # 0 = from the data
+    # Frozen-encoder protocols. kNN compares features centred by the train set's mean, then L2-normalised.
+    knn_center: bool = True
+    probe: str = "linear"  # linprobe: linear (BatchNorm + linear on mean-pooled features) | attentive
+    # Attentive probe: a learned query cross-attends over all tokens of the frozen encoder (timm's
+    # AttentionPoolLatent, as V-JEPA / VideoMAE v2 evaluate frozen encoders) + linear head; AdamW, cosine.
+    attn_epochs: int = 30
+    attn_lr: float = 1.0e-3
+    attn_weight_decay: float = 0.05
+    attn_batch_size: int = 128
 
 
 @dataclass
@@ -198,6 +210,8 @@ class SynthConfig:
     num_objects: int = 1  # objects per video (all move the same way)
     backgrounds: int = 0  # 0 = a new background per video; N = drawn from a pool of N shared backgrounds
     colours: int = 0  # object colours drawn from: 0 = all 8; N = the first N (1-8)
+    camera_jitter: int = 0  # hand-held camera: the whole frame shifts by up to this many pixels per frame
+    noise: float = 0.0  # sensor noise: std of Gaussian noise added to every pixel of every frame (0-255 scale)
     seed: int = 0
 
 
@@ -268,6 +282,7 @@ def _rules(c: Config):
     yield "model.mlp_ratio", m.mlp_ratio > 0, "must be positive"
     yield "model.pos_embed", m.pos_embed in ("sincos", "separable"), "must be 'sincos' or 'separable'"
     yield "model.decoder_attention", m.decoder_attention in ("sdpa", "fa4"), "must be 'sdpa' or 'fa4'"
+    yield "model.contrastive_head", m.contrastive_head in ("none", "mlp"), "must be 'none' or 'mlp'"
     yield (
         "model.embed_dim",
         m.embed_dim > 0 and m.embed_dim % m.decoder_heads == 0,
@@ -323,6 +338,14 @@ def _rules(c: Config):
         "must be random, first or middle",
     )
     yield "data.repeated_sampling", d.repeated_sampling >= 1, "must be >= 1"
+    yield "data.augment", d.augment in ("cpu", "device"), "must be cpu or device"
+    yield "data.shard_decode", d.shard_decode in ("worker", "device"), "must be worker or device"
+    yield "data.frame_shards", not (d.frame_shards and d.presampled), "cannot go with data.presampled"
+    yield (
+        "data.shard_decode",
+        d.shard_decode == "worker" or (d.augment == "device" and d.frame_shards and not d.image_source),
+        "device needs data.augment=device and data.frame_shards, without data.image_source",
+    )
     yield "data.batch_size", d.batch_size >= 1, "must be >= 1"
     yield "data.num_workers", d.num_workers >= 0, "must be >= 0"
     yield "data.backend", d.backend in ("pyav", "torchcodec"), "must be pyav or torchcodec"
@@ -337,14 +360,6 @@ def _rules(c: Config):
         "aug.randaugment",
         not a.randaugment or bool(_RANDAUG.fullmatch(a.randaugment)),
         "must be '' or like rand-m9-n2",
-    )
-    yield "data.augment", d.augment in ("cpu", "device"), "must be cpu or device"
-    yield "data.shard_decode", d.shard_decode in ("worker", "device"), "must be worker or device"
-    yield "data.frame_shards", not (d.frame_shards and d.presampled), "cannot go with data.presampled"
-    yield (
-        "data.shard_decode",
-        d.shard_decode == "worker" or (d.augment == "device" and d.frame_shards and not d.image_source),
-        "device needs data.augment=device and data.frame_shards, without data.image_source",
     )
     yield "aug.mixup", a.mixup >= 0, "must be >= 0"
     yield "aug.cutmix", a.cutmix >= 0, "must be >= 0"
@@ -402,6 +417,11 @@ def _rules(c: Config):
     )
     yield "eval.dropout", 0 <= e.dropout < 1, "must be in [0, 1)"
     yield "eval.num_classes", e.num_classes >= 0, "must be >= 0"
+    yield "eval.probe", e.probe in ("linear", "attentive"), "must be linear or attentive"
+    yield "eval.attn_epochs", e.attn_epochs >= 1, "must be >= 1"
+    yield "eval.attn_lr", e.attn_lr > 0, "must be positive"
+    yield "eval.attn_weight_decay", e.attn_weight_decay >= 0, "must be >= 0"
+    yield "eval.attn_batch_size", e.attn_batch_size >= 2, "must be >= 2"
     s = c.synth
     yield "synth.num_train", s.num_train >= 1, "must be >= 1"
     yield "synth.num_val", s.num_val >= 1, "must be >= 1"
@@ -416,6 +436,8 @@ def _rules(c: Config):
     yield "synth.seed", s.seed >= 0, "must be >= 0"
     yield "synth.backgrounds", s.backgrounds >= 0, "must be >= 0"
     yield "synth.colours", 0 <= s.colours <= 8, "must be in [0, 8] (0 = all 8 colours)"
+    yield "synth.camera_jitter", 0 <= s.camera_jitter <= s.size // 4, "must be in [0, synth.size / 4]"
+    yield "synth.noise", 0 <= s.noise <= 64, "must be in [0, 64]"
     yield "adapt.updates_per_batch", c.adapt.updates_per_batch >= 1, "must be >= 1"
     yield "adapt.num_batches", c.adapt.num_batches >= 0, "must be >= 0"
     yield "dist.backend", c.dist.backend in ("auto", "nccl", "gloo"), "must be auto, nccl or gloo"
@@ -444,7 +466,7 @@ def _get(cfg: Any, dotted: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ loading
-PRESETS = ("tiny", "vits_synth", "vitb_k400", "vitb_ssv2")
+PRESETS = ("tiny", "vits_synth", "vits_study", "vitb_k400", "vitb_ssv2", "finetune_small")
 
 
 def preset_path(name_or_path: str) -> Path:
@@ -461,7 +483,8 @@ def preset_path(name_or_path: str) -> Path:
 
 
 def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
-    """Load a YAML file; a top-level ``_base_: NAME`` key inherits from another preset or file."""
+    """Load a YAML file; a top-level ``_base_: NAME`` (or a list of names, later ones on top) inherits from other
+    presets or files."""
     if path in seen:
         raise ConfigError(f"config inheritance loop through {path}")
     try:
@@ -472,8 +495,9 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
         raise ConfigError(f"{path}: a config file must be a mapping of sections")
     base = raw.pop("_base_", None)
     node = OmegaConf.create(raw)
-    if base is not None:
-        node = OmegaConf.merge(_load_yaml(preset_path(str(base)), seen + (path,)), node)
+    bases = base if isinstance(base, list) else [] if base is None else [base]
+    for name in reversed(bases):  # `_base_: [a, b]`: a, then b on top, then this file
+        node = OmegaConf.merge(_load_yaml(preset_path(str(name)), seen + (path,)), node)
     return node
 
 

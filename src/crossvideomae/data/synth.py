@@ -6,6 +6,8 @@ are each other's time reversal (left / right, up / down, cw / ccw, grow / shrink
 directions), so a single frame or an unordered bag of frames says nothing about the class. Objects are large
 (a fifth to a third of the frame) and move several pixels per frame so that a tiny model can learn the
 classes in a few CPU minutes; backgrounds, kinds, colours, speeds and start positions vary per video.
+Optional realism (``synth.camera_jitter``, ``synth.noise``): a hand-held camera that shifts the whole frame by a
+few pixels from frame to frame, and per-pixel sensor noise, so that no pixel stays constant over time.
 
 Layout written into ``out_dir`` (a class-per-folder tree, so ``crossvideomae prepare folder`` reads it too)::
 
@@ -103,7 +105,8 @@ def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def render_video(seed: int, label: int, cfg: SynthConfig) -> tuple[np.ndarray, int]:
     """One clip: frames (T, S, S, 3) uint8 and its object kind. Deterministic in (seed, label, cfg)."""
     rng = np.random.default_rng(seed)
-    S, T = cfg.size, cfg.num_frames
+    J = cfg.camera_jitter
+    S, T = cfg.size + 2 * J, cfg.num_frames  # drawn on a canvas J pixels wider on each side, then cropped
     _, dx, dy, rot, grow = MOTIONS[label]
     kind = int(rng.integers(len(KINDS)))
     # a shared pool keeps the background from identifying the video, so instance discrimination must look at
@@ -116,13 +119,14 @@ def render_video(seed: int, label: int, cfg: SynthConfig) -> tuple[np.ndarray, i
     frames = np.repeat(bg[None], T, axis=0)  # (T, S, S, 3)
     for _ in range(cfg.num_objects):
         colour = COLOURS[rng.integers(cfg.colours or len(COLOURS))]
-        radius = S * rng.uniform(0.14, 0.2)
+        V = cfg.size  # the visible frame; the canvas adds J on each side
+        radius = V * rng.uniform(0.14, 0.2)
         # travel ~0.55-0.7 of the frame over the video: several pixels per sampled frame at stride 2
-        travel = S * rng.uniform(0.55, 0.7) / math.hypot(dx, dy) if (dx or dy) else 0.0
+        travel = V * rng.uniform(0.55, 0.7) / math.hypot(dx, dy) if (dx or dy) else 0.0
         half = travel / 2
         extent = radius * (1.3 if grow else 1.0)  # keep most of the object inside the frame at its largest
-        cx0 = rng.uniform(min(extent + half * abs(dx), S / 2), max(S - extent - half * abs(dx), S / 2))
-        cy0 = rng.uniform(min(extent + half * abs(dy), S / 2), max(S - extent - half * abs(dy), S / 2))
+        cx0 = J + rng.uniform(min(extent + half * abs(dx), V / 2), max(V - extent - half * abs(dx), V / 2))
+        cy0 = J + rng.uniform(min(extent + half * abs(dy), V / 2), max(V - extent - half * abs(dy), V / 2))
         cx = cx0 + dx * (t - 0.5) * travel
         cy = cy0 + dy * (t - 0.5) * travel
         theta0 = rng.uniform(0, 2 * math.pi)
@@ -141,6 +145,11 @@ def render_video(seed: int, label: int, cfg: SynthConfig) -> tuple[np.ndarray, i
                 ..., None
             ]  # a dark stripe on one side shows the orientation
             frames[i] = np.where(inside[..., None], colour * shade, frames[i])
+    if J:  # the camera shakes: every frame its own window of the canvas
+        dy, dx = rng.integers(0, 2 * J + 1, size=(2, T))
+        frames = np.stack([f[y : y + cfg.size, x : x + cfg.size] for f, y, x in zip(frames, dy, dx, strict=True)])
+    if cfg.noise:
+        frames = frames + rng.normal(0.0, cfg.noise, frames.shape).astype(np.float32)
     return frames.round().clip(0, 255).astype(np.uint8), kind
 
 

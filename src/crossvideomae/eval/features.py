@@ -123,15 +123,17 @@ def check_bad_videos(cfg, split: str, skipped: list[tuple[str, str]], size: int)
 
 
 def extract_features(
-    encoders: Mapping[str, nn.Module],
+    encoders: Mapping[str, Callable],
     loader: DataLoader,
     device: torch.device,
     multiview: bool = False,
     desc: str = "features",
 ) -> tuple[dict[str, torch.Tensor], list]:
-    """Mean-pooled features {name: (N, D)} of several encoders from one decoding pass (+ label/kind/index)."""
+    """Features {name: (N, ...)} of several encoders (modules: mean-pooled (N, D); or any function of the clip
+    batch, such as an encoder's ``forward_features`` for all tokens (N, L, D)) from one decoding pass (+
+    label/kind/index)."""
     for enc in encoders.values():
-        enc.eval()
+        getattr(enc, "__self__", enc).eval()  # a bound method: its module
     return collect(loader, dict(encoders), device, multiview=multiview, desc=desc)
 
 
@@ -164,9 +166,10 @@ def split_features(
     return out
 
 
-def checkpoint_features(cfg) -> tuple:
+def checkpoint_features(cfg, tokens: bool = False) -> tuple:
     """What ``linprobe`` and ``retrieve`` start with: join the process group, build ``eval.checkpoint``'s encoder
-    (with the checkpoint's own model config when it has one) and extract the train and val features.
+    (with the checkpoint's own model config when it has one) and extract the train and val features
+    (mean-pooled (N, D), or with ``tokens`` every token (N, L, D) for the attentive probe).
 
     Returns (cfg with that model config, the encoder's source record, :func:`split_features`' dict, device).
     """
@@ -177,7 +180,9 @@ def checkpoint_features(cfg) -> tuple:
     device = init_distributed(cfg.dist.backend) or resolve_device(cfg.train.device)
     cfg = with_checkpoint_model(cfg)
     encoder, source = build_encoder(cfg)
-    return cfg, source, split_features(cfg, {"encoder": encoder.to(device)}, device), device
+    encoder = encoder.to(device)
+    fn = encoder.forward_features if tokens else encoder
+    return cfg, source, split_features(cfg, {"encoder": fn}, device), device
 
 
 def multiview_test(cfg, model: nn.Module, device: torch.device, out_dir=None) -> dict:

@@ -2,6 +2,9 @@
 
 - :class:`LinearProbe`: BatchNorm without affine + linear, on mean-pooled features (MAE's linear probe; the
   BatchNorm whitens the features, so one SGD lr suits every encoder).
+- :class:`AttentiveProbe`: a learned query cross-attends over all tokens of a frozen encoder (timm's
+  ``AttentionPoolLatent``: attention pooling + MLP), then LayerNorm + linear; the frozen-encoder protocol of
+  V-JEPA and VideoMAE v2, which keeps what mean pooling throws away (where in the clip, and when).
 - :class:`Classifier`: encoder -> mean-pooled feature -> dropout -> linear, for fine-tuning. It exposes timm's
   ``group_matcher`` so ``timm.optim.param_groups_layer_decay`` assigns BEiT-style layers: stem (patch and
   position embeddings, cls token) = 0, block i = i + 1, final norm and head = depth + 1.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from timm.layers import AttentionPoolLatent
 
 
 class LinearProbe(nn.Module):
@@ -24,6 +28,21 @@ class LinearProbe(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features (B, D) -> logits (B, num_classes)."""
         return self.head(self.norm(features))
+
+
+class AttentiveProbe(nn.Module):
+    def __init__(self, dim: int, num_classes: int, num_heads: int = 0):
+        super().__init__()
+        heads = num_heads or max(1, dim // 64)
+        self.pool = AttentionPoolLatent(dim, num_heads=heads, norm_layer=nn.LayerNorm)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, N, D) -> logits (B, num_classes)."""
+        return self.head(self.norm(self.pool(tokens)))
 
 
 class Classifier(nn.Module):

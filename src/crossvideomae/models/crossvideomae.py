@@ -4,6 +4,9 @@
                                                                      └─ decoder ─ e_u ─ pixels of every tubelet
     sampled frame(s) ─ f_f (image encoder, visible patches) ─ g_f ─── h_f (frame), h_u (mean over frames)
 
+With ``model.contrastive_head=mlp`` the pooled z_u, z_f (video head) and h_f (image head) pass through a
+SimCLR-style MLP before the contrastive terms; g_u still feeds the decoder unchanged.
+
 Both views travel through the encoder and decoder as one batch of 2B clips.
 """
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from timm.layers import Mlp
 
 from ..config import Config, ModelConfig
 from ..fa4 import FA4Attention
@@ -127,6 +131,9 @@ class CrossVideoMAE(nn.Module):
         self.grid = self.video_encoder.grid
         self.tubelet, self.patch = m.tubelet_size, m.patch_size
         self.decoder = Decoder(m, self.grid, 3 * m.tubelet_size * m.patch_size**2)
+        identity = m.contrastive_head == "none"
+        self.video_head = nn.Identity() if identity else Mlp(m.embed_dim, 4 * m.embed_dim, m.embed_dim)
+        self.image_head = nn.Identity() if identity else Mlp(m.embed_dim, 4 * m.embed_dim, m.embed_dim)
         init_weights(self)
 
     # ------------------------------------------------------------------------------------------- pieces
@@ -184,15 +191,15 @@ class CrossVideoMAE(nn.Module):
             "pred": pred,
             "target": self.targets(videos),
             "hidden": hidden_mask(ids_v, t * h * w),
-            "z_u": emb.mean(dim=1),
-            "z_f": slice_mean(emb, ids_v, slot, h * w, t),  # (B', F, E)
+            "z_u": self.video_head(emb.mean(dim=1)),
+            "z_f": self.video_head(slice_mean(emb, ids_v, slot, h * w, t)),  # (B', F, E)
         }
 
     def forward_images(self, images: torch.Tensor) -> torch.Tensor:
         """The image branch: sampled frames (B, F, C, H, W) masked and encoded (f_f, g_f) -> h_f (B, F, E)."""
         B, F = images.shape[:2]
         ids_i = self.mask_image(B * F, images.device)
-        return self.encode_images(images.flatten(0, 1), ids_i).view(B, F, -1)
+        return self.image_head(self.encode_images(images.flatten(0, 1), ids_i)).view(B, F, -1)
 
     def forward(
         self,

@@ -86,9 +86,12 @@ class VideoEncoder(_Encoder):
         x = self.patch_embed.forward_visible(video, ids_keep) + pos[0, ids_keep]  # (B, n_keep, D)
         return self.run_blocks(x)
 
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, N, D) -> mean-pooled clip feature (B, D): the representation that evaluation uses."""
+        return tokens.mean(dim=1)
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled clip feature (B, D) over all tokens: the representation that evaluation uses."""
-        return self.forward_features(video).mean(dim=1)
+        return self.forward_head(self.forward_features(video))
 
 
 class ImageEncoder(_Encoder):
@@ -117,9 +120,12 @@ class ImageEncoder(_Encoder):
         cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
         return self.run_blocks(torch.cat([cls, x], dim=1))
 
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, 1 + N, D) -> mean-pooled patch feature (B, D) (cls token excluded)."""
+        return tokens[:, 1:].mean(dim=1)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled patch feature (B, D) (cls token excluded)."""
-        return self.forward_features(image)[:, 1:].mean(dim=1)
+        return self.forward_head(self.forward_features(image))
 
 
 def init_weights(module: nn.Module) -> None:

@@ -1,9 +1,10 @@
 """``crossvideomae readout eval.checkpoint=PATH``: what pretraining bought, in one table.
 
 The encoder of ``eval.checkpoint`` and the same architecture at random initialisation (``train.seed``) are
-compared on two protocols over the same cached features: kNN retrieval (val clips query train clips, cosine;
-R@1, R@5) and the linear probe (Acc@1), for the motion label (``label``) and, on the synthetic dataset, the
-object kind (``kind``). Features are extracted once per encoder in one decoding pass per split.
+compared on three protocols over the same cached tokens: kNN retrieval (val clips query train clips, cosine of
+train-mean-centred mean-pooled features; R@1, R@5), the linear probe on mean-pooled features and the attentive
+probe on all tokens (Acc@1), for the motion label (``label``) and, on the synthetic dataset, the object kind
+(``kind``). Tokens are extracted once per encoder in one decoding pass per split.
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from ..engine.train import resolve_device
 from ..eval.encoders import build_encoder, with_checkpoint_model
 from ..eval.features import split_features
 from ..eval.inputs import num_label_classes
-from ..eval.probes import linear_probe_protocol, retrieval_protocol
+from ..eval.probes import probe_protocol, retrieval_protocol
 
 LABELS = {"label": "motion (label)", "kind": "object kind (kind)"}
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'label':<20} {'encoder':<11} {'kNN R@1':>8} {'kNN R@5':>8} {'probe Acc@1':>12}"
+    head = f"{'label':<20} {'encoder':<11} {'kNN R@1':>8} {'kNN R@5':>8} {'linear Acc@1':>13} {'attentive Acc@1':>16}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{LABELS[r['label']]:<20} {r['encoder']:<11} {r['R@1']:>8.1f} {r['R@5']:>8.1f} {r['probe_acc1']:>12.1f}"
+            f"{LABELS[r['label']]:<20} {r['encoder']:<11} {r['R@1']:>8.1f} {r['R@5']:>8.1f} "
+            f"{r['probe_acc1']:>13.1f} {r['attn_acc1']:>16.1f}"
         )
     return "\n".join(lines)
 
@@ -42,8 +44,12 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     pretrained, source = build_encoder(cfg)
     random_init, random_source = build_encoder(cfg, checkpoint="")
     encoders = {"pretrained": pretrained.to(device), "random": random_init.to(device)}
-    feats = split_features(cfg, encoders, device)
+    feats = split_features(cfg, {name: enc.forward_features for name, enc in encoders.items()}, device)
     train, val = feats["train"]["rows"], feats["val"]["rows"]
+    for rows_ in (train, val):  # "<name>": mean-pooled (N, D) for kNN and the linear probe; tokens beside it
+        for name, enc in encoders.items():
+            rows_[f"{name}_tokens"] = rows_[name]
+            rows_[name] = enc.forward_head(rows_[name])
     labels = [lab for lab in LABELS if bool((train[lab] >= 0).all()) and bool((val[lab] >= 0).all())]
     rows = []
     for label in labels:
@@ -51,8 +57,11 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
             feats["train"]["dataset"], label, torch.cat([train[label], val[label]])
         )
         for name in encoders:
-            recall = retrieval_protocol(train, val, name, label, (1, 5))
-            probe = linear_probe_protocol(train, val, name, label, num_classes, cfg, device)
+            recall = retrieval_protocol(train, val, name, label, (1, 5), cfg.eval.knn_center)
+            probe = probe_protocol(train, val, name, label, num_classes, cfg, device)
+            attn = probe_protocol(
+                train, val, f"{name}_tokens", label, num_classes, cfg, device, kind="attentive"
+            )
             rows.append(
                 {
                     "label": label,
@@ -62,6 +71,9 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
                     "probe_acc1": probe["acc1"],
                     "probe_acc5": probe["acc5"],
                     "probe_train_acc1": probe["train_acc1"],
+                    "attn_acc1": attn["acc1"],
+                    "attn_acc5": attn["acc5"],
+                    "attn_train_acc1": attn["train_acc1"],
                 }
             )
     table = format_table(rows)
@@ -76,4 +88,11 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
         "num_val": int(val["index"].numel()),
         "skipped": {split: feats[split]["skipped"] for split in feats},
         "probe": {"epochs": cfg.eval.epochs, "lr": cfg.eval.lr, "batch_size": cfg.eval.batch_size},
+        "attentive_probe": {
+            "epochs": cfg.eval.attn_epochs,
+            "lr": cfg.eval.attn_lr,
+            "weight_decay": cfg.eval.attn_weight_decay,
+            "batch_size": cfg.eval.attn_batch_size,
+        },
+        "knn_center": cfg.eval.knn_center,
     }

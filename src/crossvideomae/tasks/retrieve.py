@@ -20,12 +20,13 @@ from ..eval.probes import retrieval_protocol
 def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     cfg, source, feats, _ = checkpoint_features(cfg)
     train, val = feats["train"]["rows"], feats["val"]["rows"]
-    recall = retrieval_protocol(train, val, "encoder", cfg.eval.label, cfg.eval.ks)
+    recall = retrieval_protocol(train, val, "encoder", cfg.eval.label, cfg.eval.ks, cfg.eval.knn_center)
     print("retrieval (" + cfg.eval.label + "): " + "  ".join(f"{k} {v:.2f}" for k, v in recall.items()))
     return {
         "encoder": source,
         "label": cfg.eval.label,
         **recall,
+        "knn_center": cfg.eval.knn_center,
         "gallery": list_path(cfg, "train"),
         "queries": list_path(cfg, "val"),
         "num_gallery": int(train["index"].numel()),

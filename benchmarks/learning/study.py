@@ -1,0 +1,311 @@
+"""The learning benchmark: does CrossVideoMAE pretraining give a video encoder that transfers?
+
+One command runs the whole study, or continues it (a job whose ``results.json`` exists is not run again):
+
+    python benchmarks/learning/study.py --out runs/study --arms full video_only --seeds 0 1 --budget-s 240
+
+1. data: ``crossvideomae synth --config vits_study`` (a new background per video, 8 colours, camera shake,
+   sensor noise; 12 motion classes that need frame order, 5 object kinds);
+2. pretraining: every arm x seed side by side on one GPU (the loader workers split the CPU cores). Without
+   ``--epochs``, a short calibration of the same runs side by side sizes the epoch count so that each run
+   takes about ``--budget-s`` seconds;
+3. evaluation of every encoder, and of the same architecture at random initialisation (``train.seed`` =
+   the pretraining seed): ``readout`` (kNN R@1 on centred features, linear probe, attentive probe; motion
+   and object kind) and ``finetune`` with the small-data recipe (``finetune_small``), plus fine-tuning from
+   scratch; ``--paper-recipe ARM`` adds the paper's recipe for that arm;
+4. one table: each cell the mean over seeds and, in brackets, the spread (max - min); ``study.json`` holds
+   every run's figures, ``study.md`` the table.
+
+``--extra key=value ...`` is appended to every command (e.g. a smaller model for a dry run on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# pretraining arms: overrides on top of the preset (the paper's objective is "full")
+ARMS: dict[str, list[str]] = {
+    "full": [],
+    "video_only": ["loss.intra=false", "loss.cross=false", "loss.mse=false"],  # VideoMAE's objective
+    "rl_intra": ["loss.cross=false", "loss.mse=false"],  # + intra-modal contrast
+    "rl_cross": ["loss.intra=false", "loss.mse=false"],  # + cross-modal contrast
+    "no_mse": ["loss.mse=false"],  # full without the decoder-embedding MSE
+    "head": ["model.contrastive_head=mlp"],  # full, contrastive terms through an MLP head
+    "mask95": ["mask.video_ratio=0.95", "mask.image_ratio=0.9"],  # the paper's best mask ratios
+    "lambda_c_0.1": ["loss.lambda_c=0.1"],
+}
+COLUMNS = (  # (key in a row, header)
+    ("knn_motion", "kNN R@1 motion"),
+    ("linear_motion", "linear motion"),
+    ("attn_motion", "attentive motion"),
+    ("ft_motion", "fine-tune motion"),
+    ("knn_kind", "kNN R@1 kind"),
+    ("attn_kind", "attentive kind"),
+)
+
+
+def sh(cmd: list[str], log: Path, env: dict | None = None) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        f.write("$ " + shlex.join(cmd) + "\n")
+        f.flush()
+        return subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+
+
+class Study:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.out = Path(args.out)
+        self.data = self.out / "data"
+        self.cvm = [sys.executable, "-m", "crossvideomae"]
+        self.common = [
+            f"data.train_list={self.data / 'train.txt'}",
+            f"data.val_list={self.data / 'val.txt'}",
+            *args.extra,
+        ]
+
+    def workers(self, slots: int) -> str:
+        return f"data.num_workers={max(1, (os.cpu_count() or 2) // slots)}"
+
+    def run_all(self, jobs: list[tuple[str, list[str], Path]], slots: int) -> None:
+        """Run (name, argv, run dir) jobs, ``slots`` at a time; a run dir holding results.json is done."""
+        todo = [j for j in jobs if not (j[2] / "results.json").is_file()]
+        if not todo:
+            return
+        t0 = time.time()
+        print(f"[study] {len(todo)} job(s), {slots} at a time: " + ", ".join(j[0] for j in todo), flush=True)
+
+        def one(job):
+            name, argv, run_dir = job
+            rc = sh(argv, run_dir.parent / f"{run_dir.name}.log")
+            print(f"[study] {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} at {time.time() - t0:.0f} s",
+                  flush=True)  # fmt: skip
+            return rc
+
+        with ThreadPoolExecutor(slots) as pool:
+            list(pool.map(one, todo))
+
+    # ------------------------------------------------------------------------------------------- phases
+    def synth(self) -> None:
+        if (self.data / "val.txt").is_file():
+            return
+        t0 = time.time()
+        rc = sh([*self.cvm, "synth", "-c", self.args.preset, "-o", str(self.data), *self.args.extra],
+                self.out / "synth.log")  # fmt: skip
+        if rc:
+            sys.exit(f"synth failed: see {self.out / 'synth.log'}")
+        print(f"[study] synth: {time.time() - t0:.0f} s", flush=True)
+
+    def pretrain_jobs(self, epochs: int, steps_per_epoch: int = 0, tag: str = "pretrain"):
+        slots = len(self.args.arms) * len(self.args.seeds)
+        jobs = []
+        for arm in self.args.arms:
+            for seed in self.args.seeds:
+                run = self.out / tag / f"{arm}-s{seed}"
+                argv = [*self.cvm, "pretrain", "-c", self.args.preset, "-o", str(run), *self.common,
+                        *ARMS[arm], f"train.seed={seed}", f"train.epochs={epochs}",
+                        f"train.steps_per_epoch={steps_per_epoch}", self.workers(slots)]  # fmt: skip
+                if tag != "pretrain":  # a calibration: no pictures, no export needed
+                    argv.append("train.viz_every=0")
+                jobs.append((f"{tag} {arm} s{seed}", argv, run))
+        return jobs, slots
+
+    def epochs(self) -> int:
+        """--epochs, or what fills --budget-s by a calibration of the same runs side by side."""
+        if self.args.epochs:
+            (self.out / "epochs.json").write_text(json.dumps({"epochs": self.args.epochs}))
+            return self.args.epochs
+        if (self.out / "epochs.json").is_file():  # a continued study keeps its epoch count
+            return json.loads((self.out / "epochs.json").read_text())["epochs"]
+        jobs, slots = self.pretrain_jobs(1, self.args.calib_steps, tag="calibration")
+        self.run_all(jobs, slots)
+        # s_per_step: the wall time per step after the first, epoch ends and loader stalls included (the
+        # median step time leaves those out and undercounts a loader-bound run by half)
+        s_per_step = max(json.loads((run / "results.json").read_text())["s_per_step"] for _, _, run in jobs)
+        num_train = sum(1 for _ in open(self.data / "train.txt"))
+        batch = self.args.batch_size
+        steps = num_train // batch
+        epochs = max(2, int(self.args.budget_s / (steps * s_per_step)))
+        print(f"[study] calibration: {s_per_step * 1e3:.0f} ms per step side by side -> {epochs} epochs",
+              flush=True)  # fmt: skip
+        (self.out / "epochs.json").write_text(json.dumps({"s_per_step": s_per_step, "epochs": epochs}))
+        return epochs
+
+    def eval_jobs(self) -> list:
+        a = self.args
+        small = self.out / "finetune_small.yaml"
+        small.write_text(f"_base_: [{a.preset}, finetune_small]\n")
+        jobs = []
+        for arm in a.arms:
+            for seed in a.seeds:
+                ckpt = self.out / "pretrain" / f"{arm}-s{seed}" / "video_encoder.safetensors"
+                base = [*self.common, f"train.seed={seed}", f"eval.checkpoint={ckpt}"]
+                run = self.out / "readout" / f"{arm}-s{seed}"
+                jobs.append((f"readout {arm} s{seed}",
+                             [*self.cvm, "readout", "-c", a.preset, "-o", str(run), *base], run))  # fmt: skip
+                run = self.out / "finetune" / f"{arm}-s{seed}"
+                jobs.append((f"finetune {arm} s{seed}",
+                             [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *base,
+                              f"eval.epochs={a.ft_epochs}"], run))  # fmt: skip
+                if arm in a.paper_recipe:
+                    run = self.out / "finetune_paper" / f"{arm}-s{seed}"
+                    jobs.append((f"finetune (paper recipe) {arm} s{seed}",
+                                 [*self.cvm, "finetune", "-c", a.preset, "-o", str(run), *base,
+                                  f"eval.epochs={a.paper_epochs}"], run))  # fmt: skip
+        for seed in a.seeds:
+            run = self.out / "finetune" / f"scratch-s{seed}"
+            jobs.append((f"finetune scratch s{seed}",
+                         [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *self.common,
+                          f"train.seed={seed}", f"eval.epochs={a.ft_epochs}"], run))  # scratch: no checkpoint  # fmt: skip
+        slots = a.eval_parallel
+        return [(n, [*argv, self.workers(slots)], run) for n, argv, run in jobs]
+
+    # ------------------------------------------------------------------------------------------- table
+    def rows(self) -> dict[str, dict[str, list[float]]]:
+        """{encoder row: {column: [one value per seed]}}."""
+        table: dict[str, dict[str, list[float]]] = {}
+
+        def put(row: str, col: str, value: float) -> None:
+            table.setdefault(row, {}).setdefault(col, []).append(value)
+
+        random_seen = set()
+        for arm in self.args.arms:
+            for seed in self.args.seeds:
+                res = _results(self.out / "readout" / f"{arm}-s{seed}")
+                for r in res.get("table", []):
+                    label = "motion" if r["label"] == "label" else "kind"
+                    row = arm if r["encoder"] == "pretrained" else "random init"
+                    if row == "random init" and (seed, label) in random_seen:
+                        continue
+                    put(row, f"knn_{label}", r["R@1"])
+                    put(row, f"attn_{label}", r["attn_acc1"])
+                    if label == "motion":
+                        put(row, "linear_motion", r["probe_acc1"])
+                for r in res.get("table", []):
+                    if r["encoder"] == "random":
+                        random_seen.add((seed, "motion" if r["label"] == "label" else "kind"))
+                ft = _results(self.out / "finetune" / f"{arm}-s{seed}").get("test")
+                if ft:
+                    put(arm, "ft_motion", ft["acc1"])
+                paper = _results(self.out / "finetune_paper" / f"{arm}-s{seed}").get("test")
+                if paper:
+                    put(f"{arm}, paper fine-tune recipe", "ft_motion", paper["acc1"])
+        for seed in self.args.seeds:
+            ft = _results(self.out / "finetune" / f"scratch-s{seed}").get("test")
+            if ft:
+                put("random init", "ft_motion", ft["acc1"])
+        return table
+
+    def report(self, epochs: int, wall: float) -> None:
+        table = self.rows()
+        lines = ["| encoder | " + " | ".join(h for _, h in COLUMNS) + " |",
+                 "|---|" + "---:|" * len(COLUMNS)]  # fmt: skip
+        for row, cols in table.items():
+            cells = [_cell(cols.get(key, [])) for key, _ in COLUMNS]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        md = "\n".join(lines)
+        pretrain = {}
+        for arm in self.args.arms:
+            for seed in self.args.seeds:
+                res = _results(self.out / "pretrain" / f"{arm}-s{seed}")
+                if res:
+                    pretrain[f"{arm}-s{seed}"] = {k: res.get(k) for k in
+                                                  ("steps", "wall_time_s", "step_time_median_s", "final_terms")}  # fmt: skip
+        summary = {
+            "command": shlex.join([sys.executable, *sys.argv]),
+            "arms": {a: ARMS[a] for a in self.args.arms},
+            "seeds": self.args.seeds,
+            "epochs": epochs,
+            "wall_time_s": round(wall, 1),
+            "table": table,
+            "pretrain": pretrain,
+            "card": _card(),
+            "python": platform.python_version(),
+        }
+        (self.out / "study.json").write_text(json.dumps(summary, indent=2))
+        (self.out / "study.md").write_text(md + "\n")
+        print(md, flush=True)
+
+
+def _recorded_epochs(out: Path) -> int:
+    f = out / "epochs.json"
+    return json.loads(f.read_text())["epochs"] if f.is_file() else 0
+
+
+def _results(run: Path) -> dict:
+    f = run / "results.json"
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def _cell(values: list[float]) -> str:
+    """mean (spread = max - min over seeds), or the single value."""
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.fmean(values):.1f} ({max(values) - min(values):.1f})"
+
+
+def _card() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, {os.cpu_count()} CPU cores"
+        return f"CPU only, torch {torch.__version__}, {os.cpu_count()} CPU cores"
+    except ImportError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/study")
+    p.add_argument("--preset", default="vits_study")
+    p.add_argument("--arms", nargs="+", default=["full", "video_only"], choices=sorted(ARMS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--budget-s", type=float, default=240.0, help="pretraining seconds per run (side by side)")
+    p.add_argument("--epochs", type=int, default=0, help="fixed epoch count instead of the calibration")
+    p.add_argument("--calib-steps", type=int, default=30)
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="the preset's data.batch_size (for the calibration)"
+    )
+    p.add_argument("--eval-parallel", type=int, default=6, help="evaluation jobs at a time")
+    p.add_argument(
+        "--paper-recipe", nargs="*", default=[], help="arms also fine-tuned with the paper's recipe"
+    )
+    p.add_argument("--paper-epochs", type=int, default=30)
+    p.add_argument("--ft-epochs", type=int, default=20, help="epochs of the small-data fine-tuning")
+    p.add_argument(
+        "--phases",
+        nargs="+",
+        default=["pretrain", "eval"],
+        choices=["pretrain", "eval", "report"],
+        help="report alone writes the table of whatever has finished",
+    )
+    p.add_argument("--extra", nargs="*", default=[], help="key=value overrides appended to every command")
+    args = p.parse_args(argv)
+    t0 = time.time()
+    study = Study(args)
+    study.out.mkdir(parents=True, exist_ok=True)
+    study.synth()
+    epochs = study.epochs() if "pretrain" in args.phases else _recorded_epochs(study.out)
+    if "pretrain" in args.phases:
+        jobs, slots = study.pretrain_jobs(epochs)
+        study.run_all(jobs, slots)
+    if "eval" in args.phases:
+        study.run_all(study.eval_jobs(), args.eval_parallel)
+    study.report(epochs, time.time() - t0)
+
+
+if __name__ == "__main__":
+    main()
