@@ -221,8 +221,13 @@ class Study:
                 if res:
                     pretrain[f"{arm}-s{seed}"] = {k: res.get(k) for k in
                                                   ("steps", "wall_time_s", "step_time_median_s", "final_terms")}  # fmt: skip
+        previous = _results_file(self.out / "study.json")
+        if self.args.phases == ["report"] and previous:  # a report alone keeps the run's own command and time
+            wall = previous.get("wall_time_s", wall)
         summary = {
-            "command": shlex.join([sys.executable, *sys.argv]),
+            "command": previous.get("command")
+            if self.args.phases == ["report"] and previous
+            else shlex.join([sys.executable, *sys.argv]),
             "arms": {a: ARMS[a] for a in self.args.arms},
             "seeds": self.args.seeds,
             "epochs": epochs,
@@ -242,9 +247,12 @@ def _recorded_epochs(out: Path) -> int:
     return json.loads(f.read_text())["epochs"] if f.is_file() else 0
 
 
-def _results(run: Path) -> dict:
-    f = run / "results.json"
+def _results_file(f: Path) -> dict:
     return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def _results(run: Path) -> dict:
+    return _results_file(run / "results.json")
 
 
 def _cell(values: list[float]) -> str:
