@@ -48,3 +48,13 @@ def test_the_console_script_prints_one_line_and_exits_1(monkeypatch, tmp_path):
     message = info.value.code
     assert isinstance(message, str) and "\n" not in message  # Python prints it and exits with status 1
     assert message.startswith("crossvideomae test: test needs eval.checkpoint=PATH")
+
+
+def test_readout_without_a_checkpoint_and_kind_without_kinds_are_config_errors(tmp_path):
+    from crossvideomae.cli import main
+    from crossvideomae.eval.probes import select_labels
+
+    with pytest.raises(ConfigError, match=r"readout compares .* set eval\.checkpoint=PATH"):
+        main(["readout", "-o", str(tmp_path), *TINY])
+    with pytest.raises(ConfigError, match="carry no object kind"):
+        select_labels({"kind": torch.tensor([-1, -1])}, "kind")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..config import Config, EvalConfig
+from ..config import Config, ConfigError, EvalConfig
 from ..engine.optim import lr_at
 from .heads import AttentiveProbe, LinearProbe
 from .metrics import classification_results, recall_at_k, topk_accuracy
@@ -129,7 +129,7 @@ def select_labels(rows: dict[str, torch.Tensor], label: str) -> torch.Tensor:
     """The ``label`` | ``kind`` column of collected rows; kinds exist only on the synthetic dataset."""
     y = rows[label].long()
     if label == "kind" and bool((y < 0).any()):
-        raise SystemExit(
+        raise ConfigError(
             "eval.label=kind: these videos carry no object kind (only `crossvideomae synth` data does)"
         )
     return y

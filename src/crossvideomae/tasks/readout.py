@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..engine.distributed import init_distributed, is_main_process
 from ..engine.train import resolve_device
 from ..eval.encoders import build_encoder, with_checkpoint_model
@@ -38,7 +38,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     if not cfg.eval.checkpoint:
-        raise SystemExit("readout compares a pretrained encoder with random init: set eval.checkpoint=PATH")
+        raise ConfigError("readout compares a pretrained encoder with random init: set eval.checkpoint=PATH")
     device = init_distributed(cfg.dist.backend) or resolve_device(cfg.train.device)
     cfg = with_checkpoint_model(cfg)
     pretrained, source = build_encoder(cfg)
