@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 from crossvideomae.config import load_config
-from crossvideomae.engine.checkpoint import atomic_link, save_checkpoint
+from crossvideomae.engine.checkpoint import save_checkpoint
 from crossvideomae.engine.optim import build_adamw, param_groups
 from crossvideomae.engine.train import RunState, checkpoint_state
+from crossvideomae.files import atomic_link
 from crossvideomae.models import build_model
 from crossvideomae.tasks import bench
 

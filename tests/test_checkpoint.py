@@ -18,8 +18,6 @@ from crossvideomae.cli import main
 from crossvideomae.config import to_dict
 from crossvideomae.engine.checkpoint import (
     CheckpointError,
-    atomic_link,
-    atomic_write,
     latest_checkpoint,
     load_checkpoint,
     load_pretrained,
@@ -27,6 +25,7 @@ from crossvideomae.engine.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from crossvideomae.files import atomic_link, atomic_write
 from crossvideomae.models import CrossVideoMAE, ImageEncoder, VideoEncoder
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError, load_config, save_config
-from .engine.checkpoint import atomic_write
+from .files import atomic_write
 
 # command -> (module in crossvideomae.tasks, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -32,15 +32,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from ..config import Config, ConfigError, to_dict
+from ..files import atomic_link, atomic_write
 from . import distributed as D
-from .checkpoint import (
-    CheckpointError,
-    atomic_link,
-    atomic_write,
-    load_resumable,
-    rotate_checkpoints,
-    save_checkpoint,
-)
+from .checkpoint import CheckpointError, load_resumable, rotate_checkpoints, save_checkpoint
 from .optim import build_adamw, lr_at, param_groups, scaled_lr, set_lr
 
 LossFn = Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]
