@@ -20,13 +20,11 @@ from crossvideomae.engine.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
-    load_pretrained,
-    model_config_from_checkpoint,
     save_checkpoint,
-    save_weights,
 )
 from crossvideomae.files import atomic_link, atomic_write
 from crossvideomae.models import CrossVideoMAE, ImageEncoder, VideoEncoder
+from crossvideomae.weights import load_pretrained, model_config_from_checkpoint, save_weights
 
 
 class Payload:

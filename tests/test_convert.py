@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from crossvideomae.config import Config, ModelConfig
-from crossvideomae.engine.checkpoint import CheckpointError, load_pretrained, model_config_from_checkpoint
+from crossvideomae.engine.checkpoint import CheckpointError
 from crossvideomae.models import CrossVideoMAE, ImageEncoder, VideoEncoder, hidden_mask, make_mask
+from crossvideomae.weights import load_pretrained, model_config_from_checkpoint
 
 TOL = 1e-4
 

@@ -20,12 +20,12 @@ from transformers import (
 )
 
 from crossvideomae.config import Config
-from crossvideomae.engine.checkpoint import (
+from crossvideomae.models import CrossVideoMAE, ImageEncoder, VideoEncoder, hidden_mask, make_mask
+from crossvideomae.weights import (
     export_hf_videomae,
     load_pretrained,
     model_config_from_checkpoint,
 )
-from crossvideomae.models import CrossVideoMAE, ImageEncoder, VideoEncoder, hidden_mask, make_mask
 
 TOL = 1e-4
 

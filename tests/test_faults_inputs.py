@@ -20,9 +20,10 @@ from conftest import TINY, TINY_RUN, exit_message, make_synth, mount_tmpfs
 from crossvideomae.cli import main
 from crossvideomae.config import Config, ConfigError, _rules, load_config
 from crossvideomae.data import ListError, TooManyBadVideos
-from crossvideomae.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
+from crossvideomae.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from crossvideomae.models import build_model
 from crossvideomae.tasks.pretrain import build_pretraining
+from crossvideomae.weights import save_weights
 
 MODEL = TINY
 RUN = [*TINY_RUN, "train.epochs=1"]

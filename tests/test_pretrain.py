@@ -93,9 +93,9 @@ def test_stage2_starts_from_both_stage1_encoders(tmp_path, capsys):
     """The paper's second stage: CrossVideoMAE initialised from a video MAE encoder and an image MAE encoder,
     each reported on the console; the image branch can stay frozen."""
     from crossvideomae.config import load_config
-    from crossvideomae.engine.checkpoint import save_weights
     from crossvideomae.models import build_model
     from crossvideomae.tasks.pretrain import build_pretraining
+    from crossvideomae.weights import save_weights
 
     cfg = load_config("tiny", MODEL)
     torch.manual_seed(7)

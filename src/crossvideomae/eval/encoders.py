@@ -39,7 +39,7 @@ def with_checkpoint_model(cfg: Config) -> Config:
     """``cfg`` with the model section of ``eval.checkpoint`` (when the file carries one)."""
     if not cfg.eval.checkpoint:
         return cfg
-    from ..engine.checkpoint import model_config_from_checkpoint
+    from ..weights import model_config_from_checkpoint
 
     found = model_config_from_checkpoint(cfg.eval.checkpoint)
     if found is None:
@@ -61,7 +61,8 @@ def build_encoder(cfg: Config, checkpoint: str | None = None) -> tuple[nn.Module
     encoder = build_video_encoder(cfg.model) if kind == "video" else build_image_encoder(cfg.model)
     if not path:
         return encoder, {"checkpoint": None, "init": f"random (seed {cfg.train.seed})"}
-    from ..engine.checkpoint import CheckpointError, load_pretrained
+    from ..engine.checkpoint import CheckpointError
+    from ..weights import load_pretrained
 
     report = load_pretrained(encoder, path, kind=kind)
     if report.missing or report.mismatched:

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..engine.checkpoint import (
+from ..models import build_image_encoder, build_model, build_video_encoder
+from ..weights import (
     export_hf_videomae,
     load_pretrained,
     model_config_from_checkpoint,
     save_weights,
 )
-from ..models import build_image_encoder, build_model, build_video_encoder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

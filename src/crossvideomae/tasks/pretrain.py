@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from ..config import Config
-from ..engine.checkpoint import save_weights
 from ..engine.train import Hooks, MetricsLog, RunState, fit
 from ..losses import CrossVideoMAELoss
 from ..models import CrossVideoMAE, build_model
+from ..weights import save_weights
 
 ENCODER_FILE = "video_encoder.safetensors"
 
@@ -21,7 +21,7 @@ def build_pretraining(cfg: Config) -> tuple[CrossVideoMAE, CrossVideoMAELoss]:
     model = build_model(cfg)
     init = cfg.init
     if init.model or init.video or init.image:
-        from ..engine.checkpoint import load_pretrained  # prints a report of loaded / missing keys
+        from ..weights import load_pretrained  # prints a report of loaded / missing keys
 
         parts = [(model, init.model, "model"), (model.video_encoder, init.video, "video")]
         for module, path, kind in [*parts, (model.image_encoder, init.image, "image")]:

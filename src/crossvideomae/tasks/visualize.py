@@ -29,10 +29,11 @@ from ..config import Config, from_dict, save_config
 from ..data.decode import open_video
 from ..data.sampling import centre_start, clip_ids
 from ..data.transforms import EvalTransforms
-from ..engine.checkpoint import CheckpointError, load_checkpoint, load_pretrained
+from ..engine.checkpoint import CheckpointError, load_checkpoint
 from ..models import CrossVideoMAE
 from ..viz.animation import write_animation
 from ..viz.grid import clip_panels, write_grid
+from ..weights import load_pretrained
 
 
 def add_arguments(parser) -> None:
