@@ -170,7 +170,7 @@ def test_image_encoder_linprobe_on_image_folder(tmp_path):
 
 
 def test_repeated_augmentation_draws_differ(synth):
-    from crossvideomae.engine.train import SeededItems
+    from crossvideomae.engine.sampling import SeededItems
     from crossvideomae.tasks.finetune import Repeated, repeated_collate
 
     cfg = load_config("tiny", overrides(synth))

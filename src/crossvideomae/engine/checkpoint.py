@@ -1,5 +1,5 @@
 """Run checkpoints: atomic saves, loading that never executes pickled code, finding the newest one that loads
-(resume) and rotation.
+(resume) and rotation; the state of every random stream that a checkpoint stores.
 
 A checkpoint is a ``torch.save`` file of plain containers, tensors and numbers, so ``torch.load(...,
 weights_only=True)`` reads it. Saves are atomic (:func:`crossvideomae.files.atomic_write`): a crash or a full
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,26 @@ def rotate_checkpoints(run_dir: str | Path, keep: int) -> None:
             ranked.append((-1, i, p))
     for *_, p in sorted(ranked)[:-keep]:
         p.unlink(missing_ok=True)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random stream, as tensors and plain values (loadable with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

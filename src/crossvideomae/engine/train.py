@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
-import random
 import signal
-import sys
 import time
-import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,93 +24,31 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from ..config import Config, ConfigError, to_dict
-from ..files import atomic_link, atomic_write
+from ..files import atomic_link
 from . import distributed as D
-from .checkpoint import CheckpointError, load_resumable, rotate_checkpoints, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    load_resumable,
+    rng_state,
+    rotate_checkpoints,
+    save_checkpoint,
+    set_rng_state,
+)
+from .device import resolve_device
+from .metrics_log import MetricsLog
 from .optim import build_adamw, lr_at, param_groups, scaled_lr, set_lr
+from .sampling import RunIndices, SeededItems
+from .stopping import StopFlag, ignore_stop_signals, until_stopped
 
 LossFn = Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]
 
 
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive optimiser steps had a non-finite loss or gradient."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``train.device`` as a device; a CUDA device this machine does not have is a :class:`ConfigError`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and (
-        not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
-    ):
-        found = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA"
-        raise ConfigError(
-            f"config key 'train.device': {name} asked, this machine has {found} (use auto or cpu)"
-        )
-    return device
-
-
-# ---------------------------------------------------------------------------------------- reproducible data
-class SeededItems(Dataset):
-    """Gives every item its own random stream, seeded from (seed, epoch, index).
-
-    Augmentations then depend on neither the worker count nor the items fetched before, so skipping the
-    consumed part of an epoch on resume reproduces the rest exactly. The caller's RNG state is restored.
-    Keys are ``(epoch, index)`` pairs (:class:`RunIndices`).
-    """
-
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getattr__(self, name: str) -> Any:  # expose the wrapped dataset's attributes
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        item_seed = zlib.crc32(f"{self.seed}/{epoch}/{index}".encode())
-        with torch.random.fork_rng(devices=[]):
-            py_state, np_state = random.getstate(), np.random.get_state()
-            torch.manual_seed(item_seed)
-            random.seed(item_seed)
-            np.random.seed(item_seed)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
-
-
-class RunIndices(Sampler[tuple[int, int]]):
-    """The ``(epoch, index)`` keys of the rest of a run, for one DataLoader that lives as long as the run (its
-    workers are started once, and they fetch the next epoch's first batches while an epoch ends).
-
-    Epoch ``e`` gives the first ``per_epoch`` indices of ``sampler`` set to epoch ``e`` (whole batches, so no
-    batch spans two epochs); the run starts at ``start_epoch`` after its first ``skip`` indices (a resume).
-    """
-
-    def __init__(self, sampler: DistributedSampler, start_epoch: int, skip: int, epochs: int, per_epoch: int):
-        self.sampler, self.start_epoch, self.skip = sampler, start_epoch, skip
-        self.epochs, self.per_epoch = epochs, per_epoch
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for epoch in range(self.start_epoch, self.epochs):
-            self.sampler.set_epoch(epoch)
-            first = self.skip if epoch == self.start_epoch else 0
-            for index in itertools.islice(self.sampler, first, self.per_epoch):
-                yield epoch, index
-
-    def __len__(self) -> int:
-        return max(0, (self.epochs - self.start_epoch) * self.per_epoch - self.skip)
 
 
 # ------------------------------------------------------------------------------------------------ state
@@ -128,149 +62,6 @@ class RunState:
     history: list[dict[str, float]] = field(default_factory=list)  # mean terms of each finished epoch
     epoch_sums: dict[str, float] = field(default_factory=dict)  # terms summed over this epoch's good steps
     epoch_good_steps: int = 0  # steps in those sums
-
-
-def rng_state() -> dict[str, Any]:
-    """Every random stream, as tensors and plain values (loadable with ``weights_only=True``)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-
-
-def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers: a scheduler's SIGTERM (SLURM preemption, ``timeout``) and a terminal's Ctrl-C reach
-    the whole process group; the main process decides, and a worker that died of them would break a fetch."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-
-
-class _StopFlag:
-    """Set by SIGTERM / SIGUSR1 / SIGINT; the loop checkpoints at the next step boundary and returns.
-
-    A second Ctrl-C (SIGINT) while the first is pending aborts at once, as Python does by default. Once a stop
-    is pending, a DataLoader worker that dies (the signal reached it before it could ignore it, or the
-    scheduler killed the group) must not end the run in the middle of a step: the loader's SIGCHLD handler,
-    which raises wherever the main process is, is switched off, and :func:`_until_stopped` ends the batches.
-    """
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    def __call__(self, signum, frame) -> None:
-        if signum == signal.SIGINT:
-            if self.signal == signal.SIGINT:
-                raise KeyboardInterrupt
-            print(
-                "\nCtrl-C: saving a checkpoint at the next step boundary (Ctrl-C again to abort without it)",
-                file=sys.stderr,
-                flush=True,
-            )
-        self.signal = signum
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-
-    @contextlib.contextmanager
-    def installed(self):
-        old = {}
-        for sig in STOP_SIGNALS:
-            try:
-                old[sig] = signal.signal(sig, self)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        if old:  # a stop switches the loader's SIGCHLD handler off: it comes back with the others
-            old[signal.SIGCHLD] = signal.getsignal(signal.SIGCHLD)
-        try:
-            yield self
-        finally:
-            for sig, handler in old.items():
-                if handler is not None:  # None: set outside Python, cannot be put back
-                    signal.signal(sig, handler)
-
-
-def _until_stopped(batches: Iterator, stop: _StopFlag) -> Iterator:
-    """The loader's batches. After a stop signal a loader error (its workers got the signal too) gives one
-    None and ends them, so the run stops at this step boundary as the signal asked."""
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except RuntimeError:
-            if stop.signal is None:
-                raise
-            yield None
-            return
-        yield batch
-
-
-class MetricsLog:
-    """metrics.jsonl (rank 0) + TensorBoard scalars when TensorBoard is installed.
-
-    A run starting at ``start_step`` (the checkpoint's step on resume, else 0) first drops the records of
-    later steps: the interrupted run logged them and they are about to be redone, so the log keeps one line
-    per step. TensorBoard hides them too (``purge_step``).
-    """
-
-    def __init__(self, out_dir: Path, enabled: bool, start_step: int = 0):
-        self.enabled = enabled
-        self.path = out_dir / "metrics.jsonl"
-        self.writer = None
-        if enabled:
-            self._keep_until(start_step)
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1)
-            except ImportError:
-                print("TensorBoard is not installed: scalars go to metrics.jsonl only")
-
-    def _keep_until(self, step: int) -> None:
-        if not self.path.is_file():
-            return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line + "\n")
-            except (ValueError, KeyError, TypeError):  # a torn last line of a killed run
-                continue
-        atomic_write(self.path, lambda f: f.write("".join(kept).encode()))
-
-    def write(self, record: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for k, v in record.items():
-                if k not in ("step", "epoch"):
-                    self.writer.add_scalar(f"train/{k}", v, record["step"])
-
-    def image(self, tag: str, array: np.ndarray, step: int) -> None:
-        if self.writer is not None:
-            self.writer.add_image(tag, array, step, dataformats="HWC")
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -405,7 +196,7 @@ def fit(
         for tmp in out_dir.glob(".checkpoint-*.pth.*.tmp"):
             tmp.unlink(missing_ok=True)
     log = MetricsLog(out_dir, main, start_step=state.step)
-    stop = _StopFlag()
+    stop = StopFlag()
     t0 = time.time()
     first_step = None  # (time, step) once this process's first optimiser step is done: compilation, warm-up
     # seconds between consecutive optimiser steps of one epoch (the last 1000): the step itself with its data
@@ -437,13 +228,13 @@ def fit(
         num_workers=cfg.data.num_workers,
         pin_memory=device.type == "cuda",
         drop_last=True,
-        worker_init_fn=_ignore_stop_signals,
+        worker_init_fn=ignore_stop_signals,
         # its own stream for the workers' base seed: drawing it from the global one would make a resumed run
         # draw other masks than the uninterrupted run (the items have their own streams, see SeededItems)
         generator=torch.Generator().manual_seed(tc.seed),
     )
     batches = iter(loader)
-    fetch = _until_stopped(batches, stop)
+    fetch = until_stopped(batches, stop)
     with stop.installed():
         while state.epoch < tc.epochs and stopped_by is None:
             epoch = state.epoch

@@ -173,8 +173,8 @@ def checkpoint_features(cfg, tokens: bool = False) -> tuple:
 
     Returns (cfg with that model config, the encoder's source record, :func:`split_features`' dict, device).
     """
+    from ..engine.device import resolve_device
     from ..engine.distributed import init_distributed
-    from ..engine.train import resolve_device
     from .encoders import build_encoder, with_checkpoint_model
 
     device = init_distributed(cfg.dist.backend) or resolve_device(cfg.train.device)

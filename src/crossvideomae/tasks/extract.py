@@ -16,8 +16,8 @@ from typing import Any
 from safetensors.torch import save
 
 from ..config import Config
+from ..engine.device import resolve_device
 from ..engine.distributed import init_distributed, is_main_process
-from ..engine.train import resolve_device
 from ..eval.encoders import build_encoder, with_checkpoint_model
 from ..eval.features import check_bad_videos, eval_loader, extract_features
 from ..eval.inputs import collate_fn, eval_dataset

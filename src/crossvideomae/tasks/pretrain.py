@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from ..config import Config
-from ..engine.train import Hooks, MetricsLog, RunState, fit
+from ..engine.metrics_log import MetricsLog
+from ..engine.train import Hooks, RunState, fit
 from ..losses import CrossVideoMAELoss
 from ..models import CrossVideoMAE, build_model
 from ..weights import save_weights

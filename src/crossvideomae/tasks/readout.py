@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from ..config import Config, ConfigError
+from ..engine.device import resolve_device
 from ..engine.distributed import init_distributed, is_main_process
-from ..engine.train import resolve_device
 from ..eval.encoders import build_encoder, with_checkpoint_model
 from ..eval.features import split_features
 from ..eval.inputs import num_label_classes

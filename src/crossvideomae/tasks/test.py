@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..engine.device import resolve_device
 from ..engine.distributed import init_distributed
-from ..engine.train import resolve_device
 from ..eval.encoders import load_classifier
 from ..eval.features import multiview_test
 
