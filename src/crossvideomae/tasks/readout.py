@@ -46,10 +46,10 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     encoders = {"pretrained": pretrained.to(device), "random": random_init.to(device)}
     feats = split_features(cfg, {name: enc.forward_features for name, enc in encoders.items()}, device)
     train, val = feats["train"]["rows"], feats["val"]["rows"]
-    for rows_ in (train, val):  # "<name>": mean-pooled (N, D) for kNN and the linear probe; tokens beside it
+    for split in (train, val):  # "<name>": mean-pooled (N, D) for kNN and the linear probe; tokens beside it
         for name, enc in encoders.items():
-            rows_[f"{name}_tokens"] = rows_[name]
-            rows_[name] = enc.forward_head(rows_[name])
+            split[f"{name}_tokens"] = split[name]
+            split[name] = enc.forward_head(split[name])
     labels = [lab for lab in LABELS if bool((train[lab] >= 0).all()) and bool((val[lab] >= 0).all())]
     rows = []
     for label in labels:
