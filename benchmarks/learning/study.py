@@ -224,6 +224,14 @@ class Study:
         previous = _results_file(self.out / "study.json")
         if self.args.phases == ["report"] and previous:  # a report alone keeps the run's own command and time
             wall = previous.get("wall_time_s", wall)
+        finetune = {}
+        for run in sorted(self.out.glob("finetune*/*/results.json")):
+            res = _results_file(run)
+            finetune[f"{run.parent.parent.name}/{run.parent.name}"] = {
+                "epoch_loss": [round(h["total"], 4) for h in res.get("history", [])],
+                "peak_lr": res.get("peak_lr"),
+                "steps": res.get("steps"),
+            }
         summary = {
             "command": previous.get("command")
             if self.args.phases == ["report"] and previous
@@ -234,6 +242,7 @@ class Study:
             "wall_time_s": round(wall, 1),
             "table": table,
             "pretrain": pretrain,
+            "finetune": finetune,
             "card": _card(),
             "python": platform.python_version(),
         }
