@@ -157,7 +157,7 @@ class InitConfig:
     video: str = ""  # checkpoint for the video encoder (ours, VideoMAE, SpatioTemporalMAE, HF)
     image: str = ""  # checkpoint for the image encoder (ours, MAE, HF ViTMAE, timm)
     model: str = ""  # a full CrossVideoMAE checkpoint of ours
-    allow_partial: bool = False  # accept files that fill only part of the model (the rest stays at random init)
+    allow_partial: bool = False  # accept files that fill only part of the model (the rest: random init)
 
 
 @dataclass
@@ -211,7 +211,7 @@ class SynthConfig:
     backgrounds: int = 0  # 0 = a new background per video; N = drawn from a pool of N shared backgrounds
     colours: int = 0  # object colours drawn from: 0 = all 8; N = the first N (1-8)
     camera_jitter: int = 0  # hand-held camera: the whole frame shifts by up to this many pixels per frame
-    noise: float = 0.0  # sensor noise: std of Gaussian noise added to every pixel of every frame (0-255 scale)
+    noise: float = 0.0  # sensor noise: std of Gaussian noise on every pixel of every frame (0-255 scale)
     seed: int = 0
 
 

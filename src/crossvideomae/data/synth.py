@@ -147,7 +147,9 @@ def render_video(seed: int, label: int, cfg: SynthConfig) -> tuple[np.ndarray, i
             frames[i] = np.where(inside[..., None], colour * shade, frames[i])
     if J:  # the camera shakes: every frame its own window of the canvas
         dy, dx = rng.integers(0, 2 * J + 1, size=(2, T))
-        frames = np.stack([f[y : y + cfg.size, x : x + cfg.size] for f, y, x in zip(frames, dy, dx, strict=True)])
+        frames = np.stack(
+            [f[y : y + cfg.size, x : x + cfg.size] for f, y, x in zip(frames, dy, dx, strict=True)]
+        )
     if cfg.noise:
         frames = frames + rng.normal(0.0, cfg.noise, frames.shape).astype(np.float32)
     return frames.round().clip(0, 255).astype(np.uint8), kind
