@@ -12,7 +12,7 @@ from timm.utils import accuracy as timm_accuracy
 
 from crossvideomae.config import EvalConfig, load_config
 from crossvideomae.data import eval_collate
-from crossvideomae.eval.features import eval_loader, gather_in_order, predict_multiview
+from crossvideomae.eval.features import eval_loader, gather_in_order, predict_probs
 from crossvideomae.eval.heads import Classifier
 from crossvideomae.eval.metrics import (
     classification_results,
@@ -140,7 +140,7 @@ def test_multiview_average_equals_manual_average():
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 2 * 4 * 4, 4))
     data = _MultiView()
     loader = eval_loader(data, batch_size=2, num_workers=0, collate_fn=eval_collate)
-    out, skipped = predict_multiview(model, loader, torch.device("cpu"))
+    out, skipped = predict_probs(model, loader, torch.device("cpu"))
     assert skipped == [("video2.mp4", "broken")] and out["index"].tolist() == [0, 1, 3, 4]  # left out
     with torch.no_grad():
         manual = torch.stack([model(data.videos[i]).softmax(-1).mean(0) for i in (0, 1, 3, 4)])

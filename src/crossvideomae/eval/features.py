@@ -137,13 +137,15 @@ def extract_features(
     return collect(loader, dict(encoders), device, multiview=multiview, desc=desc)
 
 
-def predict_multiview(
-    model: nn.Module, loader: DataLoader, device: torch.device
+def predict_probs(
+    model: nn.Module, loader: DataLoader, device: torch.device, multiview: bool = True
 ) -> tuple[dict[str, torch.Tensor], list]:
-    """Class probabilities averaged over the K clips x crops of each video: {"probs": (N, C), label, index}."""
+    """Class probabilities {"probs": (N, C), label, index}; with ``multiview`` averaged over the K clips x crops
+    of each video."""
     model.eval()
     probs = {"probs": lambda x: model(x).float().softmax(dim=-1)}
-    return collect(loader, probs, device, multiview=True, desc="multi-view test")
+    desc = "multi-view test" if multiview else "test"
+    return collect(loader, probs, device, multiview=multiview, desc=desc)
 
 
 def split_features(
@@ -196,12 +198,7 @@ def multiview_test(cfg, model: nn.Module, device: torch.device, out_dir=None) ->
     multiview = cfg.eval.encoder == "video"
     dataset = eval_dataset(cfg, "val", multiview=multiview)
     loader = eval_loader(dataset, cfg.eval.batch_size, cfg.data.num_workers, collate_fn(cfg))
-    if multiview:
-        rows, skipped = predict_multiview(model, loader, device)
-    else:
-        model.eval()
-        probs = {"probs": lambda x: model(x).float().softmax(dim=-1)}
-        rows, skipped = collect(loader, probs, device, desc="test")
+    rows, skipped = predict_probs(model, loader, device, multiview)
     num_classes = rows["probs"].shape[1]
     png = out_dir / "confusion_matrix.png" if out_dir is not None else None
     names = class_names(cfg, dataset, cfg.eval.label)
