@@ -178,22 +178,19 @@ class Study:
         def put(row: str, col: str, value: float) -> None:
             table.setdefault(row, {}).setdefault(col, []).append(value)
 
-        random_seen = set()
         for arm in self.args.arms:
             for seed in self.args.seeds:
                 res = _results(self.out / "readout" / f"{arm}-s{seed}")
                 for r in res.get("table", []):
+                    # every arm's readout holds the same random-init rows of its seed: the first arm's count
+                    if r["encoder"] == "random" and arm != self.args.arms[0]:
+                        continue
                     label = "motion" if r["label"] == "label" else "kind"
                     row = arm if r["encoder"] == "pretrained" else "random init"
-                    if row == "random init" and (seed, label) in random_seen:
-                        continue
                     put(row, f"knn_{label}", r["R@1"])
                     put(row, f"attn_{label}", r["attn_acc1"])
                     if label == "motion":
                         put(row, "linear_motion", r["probe_acc1"])
-                for r in res.get("table", []):
-                    if r["encoder"] == "random":
-                        random_seen.add((seed, "motion" if r["label"] == "label" else "kind"))
                 ft = _results(self.out / "finetune" / f"{arm}-s{seed}").get("test")
                 if ft:
                     put(arm, "ft_motion", ft["acc1"])
