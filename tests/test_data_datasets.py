@@ -179,3 +179,42 @@ def test_pretrain_reports_the_bad_file_and_stops_past_the_limit(tmp_path):
     assert any(f.startswith(str(tmp_path / "bad.mp4")) for f in saved["skipped_files"])
     with pytest.raises(TooManyBadVideos, match="bad.mp4"):
         main([*run[:3], "-o", str(tmp_path / "stop"), *run[3:], "data.max_bad_fraction=0.01"])
+
+
+# ------------------------------------------------------------------------------------------------ data.cache
+@pytest.fixture
+def fresh_cache():
+    from crossvideomae.data import cache
+
+    cache.clear()
+    yield cache
+    cache.clear()
+
+
+@pytest.mark.parametrize("augment", ["cpu", "device"])
+def test_memory_cache_gives_the_uncached_items(synth, fresh_cache, augment):
+    over = [f"data.train_list={synth / 'train.txt'}", *SMALL, f"data.augment={augment}"]
+    plain = build_pretrain_dataset(load_config("tiny", over))
+    cached = build_pretrain_dataset(load_config("tiny", [*over, "data.cache=memory"]))
+    assert len(fresh_cache._frames) == 24  # filled when the dataset was built
+    for ds in (plain, cached):
+        ds.set_epoch(2)
+    for i in (0, 7, 23):
+        a, b = plain[i], cached[i]
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+    val = str(synth / "val.txt")
+    cfg = load_config("tiny", [*SMALL, "data.cache=memory"])
+    test = build_eval_dataset(cfg, val, train=False)
+    assert torch.equal(
+        test[3]["video"], build_eval_dataset(load_config("tiny", SMALL), val, False)[3]["video"]
+    )
+
+
+def test_memory_cache_replaces_a_bad_video_like_the_reader(tmp_path, fresh_cache):
+    cfg = load_config("tiny", [f"data.train_list={_good_and_bad(tmp_path)}", *SMALL, "data.cache=memory"])
+    item = build_pretrain_dataset(cfg)[1]
+    assert int(item["index"]) == 0 and item["skipped"][0][0] == str(tmp_path / "bad.mp4")
+    assert item["skipped"][0][1].startswith("cannot open")  # the reader's own reason

@@ -101,6 +101,9 @@ class DataConfig:
     # worker: shard JPEGs decoded in the loader workers | device: handed over as bytes and decoded in batches on
     # the training device (nvjpeg on CUDA; needs data.augment=device)
     shard_decode: str = "worker"
+    # none | memory: decode every video once when the dataset is built and keep its frames in RAM
+    # (crossvideomae.data.cache; for sets that fit, e.g. the learning benchmark's 0.8 GB)
+    cache: str = "none"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     batch_size: int = 32  # per process
@@ -340,6 +343,12 @@ def _rules(c: Config):
     yield "data.repeated_sampling", d.repeated_sampling >= 1, "must be >= 1"
     yield "data.augment", d.augment in ("cpu", "device"), "must be cpu or device"
     yield "data.shard_decode", d.shard_decode in ("worker", "device"), "must be worker or device"
+    yield "data.cache", d.cache in ("none", "memory"), "must be none or memory"
+    yield (
+        "data.cache",
+        d.cache == "none" or d.shard_decode == "worker",
+        "memory needs data.shard_decode=worker (frames are cached decoded)",
+    )
     yield "data.frame_shards", not (d.frame_shards and d.presampled), "cannot go with data.presampled"
     yield (
         "data.shard_decode",

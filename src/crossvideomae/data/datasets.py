@@ -21,6 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..config import Config, ConfigError
+from . import cache
 from .decode import DecodeError, open_video
 from .device_augment import collate_frames
 from .lists import FrameRecord, VideoRecord, list_images, num_classes, read_frame_index, read_list
@@ -84,8 +85,22 @@ class _RobustVideoDataset(Dataset):
         )
 
     def _open(self, path: str, short_side: int):
+        if self.cfg.data.cache == "memory":
+            return cache.open_cached(path, short_side, self._open_file)
+        return self._open_file(path, short_side)
+
+    def _open_file(self, path: str, short_side: int):
         d = self.cfg.data
         return open_video(path, d.backend, threads=d.decode_threads, short_side=short_side)
+
+    def _fill_cache(self, short_side: int) -> None:
+        """With ``data.cache=memory``: decode every video now, before workers fork (they share the pages)."""
+        if self.cfg.data.cache == "memory":
+            held = cache.fill([r.path for r in self.records], short_side, self._open_file)
+            print(
+                f"data.cache=memory: {len(self.records)} videos of {self.list_path or 'the set'} "
+                f"at short side {short_side}: {held / 2**30:.2f} GiB"
+            )
 
     def _frames(self, reader, ids: np.ndarray, short_side: int) -> tuple[torch.Tensor, dict[int, int]]:
         """Decode the distinct ids once: (U, 3, H, W) uint8 and id -> row."""
@@ -155,9 +170,10 @@ class PretrainDataset(_RobustVideoDataset):
             self.records = read_list(list_path, d.root)
         self.images = list_images(d.image_source) if d.image_source else []
         self.tf = PretrainTransforms(d, cfg.aug, cfg.model.img_size)
+        self._fill_cache(d.short_side)
 
-    def _open(self, path: str, short_side: int):
-        return self.shards.open(path) if self.shards is not None else super()._open(path, short_side)
+    def _open_file(self, path: str, short_side: int):
+        return self.shards.open(path) if self.shards is not None else super()._open_file(path, short_side)
 
     def _window(self, i: int, n: int, rng: np.random.Generator) -> tuple[int, int | None, FrameRecord | None]:
         """View 1's start; with pre-sampled frames also the frame's slot and record (else None, None)."""
@@ -293,6 +309,7 @@ class EvalDataset(_RobustVideoDataset):
         self.train, self.multiview = train, multiview
         self.records = read_list(list_path, cfg.data.root)
         self.tf = EvalTransforms(cfg.data, cfg.model.img_size, cfg.eval.randaugment if train else "")
+        self._fill_cache(cfg.data.short_side if train else cfg.model.img_size)
 
     def _item(self, i: int, rng: np.random.Generator) -> dict:
         rec, d, e = self.records[i], self.cfg.data, self.cfg.eval
