@@ -66,7 +66,9 @@ def fill(paths: Iterable[str], short_side: int, open_fn: Callable, threads: int 
 
         with ThreadPoolExecutor(workers) as pool:
             results = pool.map(lambda p: _decode_all(open_fn, p, short_side), todo)
-            for path, frames in tqdm(zip(todo, results, strict=True), total=len(todo), desc="caching videos", leave=False):
+            for path, frames in tqdm(
+                zip(todo, results, strict=True), total=len(todo), desc="caching videos", leave=False
+            ):
                 _frames[(path, short_side)] = frames
     held = (_frames[(p, short_side)] for p in dict.fromkeys(paths))
     return sum(f.numel() for f in held if isinstance(f, torch.Tensor))
