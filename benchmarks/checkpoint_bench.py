@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
+from crossvideomae import perf
 from crossvideomae.config import load_config
 from crossvideomae.engine.checkpoint import save_checkpoint
 from crossvideomae.engine.optim import build_adamw, param_groups
 from crossvideomae.engine.train import RunState, checkpoint_state
 from crossvideomae.files import atomic_link
 from crossvideomae.models import build_model
-from crossvideomae.tasks import bench
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     state = checkpoint_state(cfg, model, optimizer, RunState(epoch=1, step=1))
 
     def timed(fn) -> float:  # seconds of one call (after the Timer's two untimed calls)
-        return bench.time_calls(fn, 1)[0] / 1e3
+        return perf.time_calls(fn, 1)[0] / 1e3
 
     res: dict = {"preset": preset, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
     res["two_writes_s"] = timed(

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
+from crossvideomae import perf
 from crossvideomae.fa4 import fa4_fwd, sdpa_attention
-from crossvideomae.tasks import bench
 
 
 def _timm_path(qkv: torch.Tensor) -> torch.Tensor:
@@ -56,7 +56,7 @@ def main() -> None:
 
             for _ in range(3):
                 fb()
-            row[f"{label}_ms"] = statistics.median(bench.time_calls(fb, 30))
+            row[f"{label}_ms"] = statistics.median(perf.time_calls(fb, 30))
             row[f"{label}_tflops"] = 3.5 * row["gflop_fwd"] / row[f"{label}_ms"]
         # accuracy on the first two samples against float32 (the same bf16 inputs)
         x = qkv.detach()[:2].clone().requires_grad_()

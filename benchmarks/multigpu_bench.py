@@ -3,10 +3,10 @@
     python benchmarks/multigpu_bench.py OUT_DIR [key=value ...]                              # one GPU
     torchrun --standalone --nproc_per_node N benchmarks/multigpu_bench.py OUT_DIR [key=value ...]
 
-Throughput: the full training step of ``crossvideomae pretrain`` (bf16 autocast, the CrossVideoMAE loss with
-global negatives, backward, fused AdamW) on random in-memory tensors, ``data.batch_size`` clips per GPU,
-wrapped as ``fit`` wraps it (DDP, or FSDP2 with ``dist.fsdp=true``); median ms/step of each rank, timed with
-CUDA events after warm-up steps.
+Throughput: the training step of ``crossvideomae pretrain`` (``engine.step.build_step``, as ``fit`` builds it:
+DDP, or FSDP2 with ``dist.fsdp=true``; bf16 autocast, the CrossVideoMAE loss with global negatives, backward,
+gradient norm, fused AdamW) on random in-memory tensors, ``data.batch_size`` clips per GPU; median ms/step of
+each rank after warm-up steps.
 
 Loss check: one fixed global batch of ``GLOBAL_BATCH`` clips (default 64) with fixed per-sample masks, split
 evenly over the ranks; the loss terms of the global batch (mean over ranks) and the gradient norm after
@@ -25,32 +25,21 @@ import torch
 
 from crossvideomae.config import load_config
 from crossvideomae.engine import distributed as D
-from crossvideomae.engine.optim import build_adamw, param_groups, scaled_lr
+from crossvideomae.engine.optim import scaled_lr
+from crossvideomae.engine.step import TrainStep, build_step
 from crossvideomae.losses import CrossVideoMAELoss
 from crossvideomae.models import build_model
-from crossvideomae.tasks.bench import autocast_for, measure, random_batch
+from crossvideomae.perf import measure
+from crossvideomae.tasks.pretrain import build_pretraining, pretrain_loss, random_batch
 
 # The setting of docs/PERFORMANCE.md: ViT-B/16, 16x224x224, video and image masks 0.9, 32 clips per GPU.
 BASE = ["mask.video_ratio=0.9", "mask.image_ratio=0.9", "data.batch_size=32", "train.device=cuda"]
-KEYS = ("video1", "video2", "images", "frame_index1", "frame_index2")
 
 
 def throughput(cfg, device: torch.device, warmup: int = 5, steps: int = 20) -> dict:
     torch.manual_seed(0)
-    model, _ = D.wrap_model(build_model(cfg).to(device).train(), device, cfg.dist.fsdp)
-    raw = model.module if hasattr(model, "module") else model
-    optimizer = build_adamw(
-        param_groups(raw, cfg.optim.weight_decay), scaled_lr(cfg.optim, 256), cfg.optim, device
-    )
-    criterion, autocast = CrossVideoMAELoss(cfg.loss), autocast_for(cfg, device)
-
-    def step(batch):
-        with autocast:
-            total = criterion(model(*(batch[k] for k in KEYS)))["total"]
-        total.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return total.detach()
+    model, criterion = build_pretraining(cfg)
+    step = build_step(cfg, model.train(), pretrain_loss(criterion), device, scaled_lr(cfg.optim, 256))
 
     torch.manual_seed(1 + D.rank())
     batches = [random_batch(cfg, device), random_batch(cfg, device)]
@@ -93,15 +82,13 @@ def loss_check(cfg, device: torch.device, global_batch: int) -> dict:
     model.mask_video = lambda n, dev: local_v
     model.mask_image = lambda n, dev: local_i
     net, _ = D.wrap_model(model.to(device).train(), device, cfg.dist.fsdp)
-    criterion = CrossVideoMAELoss(cfg.loss)
+    loss_fn, unused = pretrain_loss(CrossVideoMAELoss(cfg.loss)), torch.optim.SGD(model.parameters(), lr=0.0)
     out = {}
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     for precision in ("fp32", "bf16"):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            terms = criterion(net(*(local[k] for k in KEYS)))
-        terms["total"].backward()
-        params = [p for p in model.parameters() if p.grad is not None]
-        norm = D.replicated(torch.nn.utils.clip_grad_norm_(params, float("inf")))
+        step = TrainStep(net, loss_fn, unused, device, precision=precision, raw_model=model)
+        terms = step.backward(local)
+        norm = step.grad_norm(torch.zeros((), device=device))
         out[precision] = {
             **D.mean_over_ranks({k: v.detach() for k, v in terms.items()}),
             "grad_norm": float(norm),

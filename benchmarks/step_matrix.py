@@ -31,8 +31,9 @@ from pathlib import Path
 import torch
 from torch._inductor import config as inductor_config
 
+from crossvideomae import perf
 from crossvideomae.config import load_config
-from crossvideomae.tasks import bench
+from crossvideomae.tasks.pretrain import pretrain_step, random_batch
 
 # Inductor settings of the variants that differ from compile_loss / cudagraphs only in how Inductor compiles:
 # cdt tunes its Triton kernels' block shapes by coordinate descent; autotune benchmarks Triton GEMM templates
@@ -81,7 +82,7 @@ def sdpa_backends(device: torch.device) -> dict:
 
         for _ in range(3):
             fb_explicit()
-        out[f"{name} explicit-compiled"] = statistics.median(bench.time_calls(fb_explicit, 20))
+        out[f"{name} explicit-compiled"] = statistics.median(perf.time_calls(fb_explicit, 20))
         for backend in (
             SDPBackend.CUDNN_ATTENTION,
             SDPBackend.FLASH_ATTENTION,
@@ -95,7 +96,7 @@ def sdpa_backends(device: torch.device) -> dict:
 
                     for _ in range(3):
                         fb()
-                    ms = statistics.median(bench.time_calls(fb, 20))
+                    ms = statistics.median(perf.time_calls(fb, 20))
                 out[f"{name} {backend.name}"] = ms
             except RuntimeError as err:
                 out[f"{name} {backend.name}"] = str(err).splitlines()[0][:100]
@@ -108,7 +109,7 @@ def main() -> None:
     variants = sys.argv[2:]
     device = torch.device("cuda")
     res: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "variants": {}}
-    res["ceiling_tflops"] = bench.matmul_ceiling(device)
+    res["ceiling_tflops"] = perf.matmul_ceiling(device)
     path = out_dir / "matrix.json"
 
     def save():
@@ -130,9 +131,9 @@ def main() -> None:
                 continue
             if name == "hf":
                 cfg = cfg_for()
-                step, make = bench.videomae_step(cfg, device)
-                r = bench.measure(step, [make(), make()], 3, 15, device)
-                r = bench.summarise(r, bench.videomae_flops(cfg), 32, res["ceiling_tflops"])
+                step, make = perf.videomae_step(cfg, device)
+                r = perf.measure(step, [make(), make()], 3, 15, device)
+                r = perf.summarise(r, perf.videomae_flops(cfg), 32, res["ceiling_tflops"])
             else:
                 extra = {
                     "eager": [],
@@ -150,20 +151,21 @@ def main() -> None:
                 }[name]
                 cfg = cfg_for(*extra)
                 graphs = name.startswith("cudagraphs") or name == "large_cudagraphs"
-                step, model = bench.pretrain_step(
-                    cfg, device, compile_loss=cfg.train.compile and name != "compile", cuda_graphs=graphs
-                )
+                cfg.train.compile_loss = cfg.train.compile and name != "compile"
+                cfg.train.cuda_graphs = graphs
+                step = pretrain_step(cfg.validate(), device)
+                model = step.raw_model
                 if (
                     name == "cudagraphs_explicit_attn"
                 ):  # short sequences: do plain products beat fused kernels?
                     for blk in [*model.video_encoder.blocks, *model.image_encoder.blocks]:
                         blk.attn.fused_attn = False
-                batches = [bench.random_batch(cfg, device)]
+                batches = [random_batch(cfg, device)]
                 warm = 3 if cfg.train.compile else 2
                 with inductor_config.patch(flags):  # compiling happens in the first (warm-up) calls
-                    r = bench.measure(step, batches, warm, 15, device)
-                r = bench.summarise(r, bench.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
-                syncs = bench.host_syncs(step, batches[0], device)
+                    r = perf.measure(step, batches, warm, 15, device)
+                r = perf.summarise(r, perf.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
+                syncs = perf.host_syncs(step, batches[0], device)
                 r["host_syncs_per_step"], r["host_sync_messages"] = len(syncs), syncs[:3]
                 if not os.environ.get("NO_PROFILE") and name in (
                     "compile_loss",
@@ -173,7 +175,7 @@ def main() -> None:
                     *INDUCTOR_FLAGS,
                 ):
                     r.update(
-                        bench.profile_steps(
+                        perf.profile_steps(
                             step, batches[0], 3, device, out_dir / f"profile_{name}.txt", top=25
                         )
                     )
@@ -182,7 +184,7 @@ def main() -> None:
                         os.environ["LOADER_LIST"],
                         int(os.environ.get("WORKERS", 15)),
                     )
-                    real = bench.loader_steps(cfg, step, device, warmup=3, steps=15)
+                    real = perf.loader_steps(cfg, step, device, warmup=3, steps=15)
                     r["real_loader"] = {**real, "ratio_to_in_memory": r["ms_per_step"] / real["ms_per_step"]}
                 del step, batches, model
             r["seconds"] = time.time() - t0

@@ -83,25 +83,31 @@ def mount_tmpfs(folder, options: str, request):
 
 
 def float64_batch(cfg: Config) -> dict[str, torch.Tensor]:
-    """``bench.random_batch`` of ``cfg`` on the CPU, pixels in float64."""
-    from crossvideomae.tasks import bench
+    """``pretrain.random_batch`` of ``cfg`` on the CPU, pixels in float64."""
+    from crossvideomae.tasks.pretrain import random_batch
 
-    batch = bench.random_batch(cfg, torch.device("cpu"))
+    batch = random_batch(cfg, torch.device("cpu"))
     return {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
 
 
-def loss_and_grads(model, criterion, batch: dict, fn=None, seed: int = 0):
-    """The pretraining loss of one forward of ``batch`` (``fn`` wraps the loss function, e.g. to compile it;
-    masks and drop-path draws from ``seed``) and every parameter's gradient."""
+def loss_and_grads(model, criterion, batch: dict, compile_options: dict | None = None, seed: int = 0):
+    """The pretraining loss of one forward of ``batch`` through the training step (``TrainStep.backward``; with
+    ``compile_options`` the loss and the model compiled as one graph with them; masks and drop-path draws from
+    ``seed``) and every parameter's gradient."""
+    from crossvideomae.engine.step import TrainStep
+    from crossvideomae.tasks.pretrain import pretrain_loss
+
+    step = TrainStep(
+        model,
+        pretrain_loss(criterion),
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        torch.device("cpu"),
+        compile="none" if compile_options is None else "step",
+        compile_options=compile_options,
+    )
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
-
-    def loss(b):
-        out = model(b["video1"], b["video2"], b["images"], b["frame_index1"], b["frame_index2"])
-        return criterion(out)["total"]
-
-    total = (fn(loss) if fn else loss)(batch)
-    total.backward()
+    total = step.backward(batch)["total"]
     return total.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 

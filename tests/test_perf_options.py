@@ -12,12 +12,13 @@ from conftest import TINY, loss_and_grads
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from crossvideomae import perf
 from crossvideomae.cli import main
 from crossvideomae.config import load_config
 from crossvideomae.layers import embed_visible
 from crossvideomae.losses import CrossVideoMAELoss
 from crossvideomae.models import build_image_encoder, build_model, build_video_encoder, make_mask
-from crossvideomae.tasks import bench
+from crossvideomae.tasks.pretrain import random_batch
 
 
 def _gather(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,7 @@ def test_grad_checkpointing_gives_identical_loss_and_gradients():
     for enc in (ckpt.video_encoder, ckpt.image_encoder):
         enc.grad_checkpointing = True
     criterion = CrossVideoMAELoss(cfg.loss)
-    batch = bench.random_batch(cfg, torch.device("cpu"))
+    batch = random_batch(cfg, torch.device("cpu"))
     loss0, grads0 = loss_and_grads(model, criterion, batch, seed=3)
     loss1, grads1 = loss_and_grads(ckpt, criterion, batch, seed=3)
     assert torch.equal(loss0, loss1)
@@ -85,12 +86,11 @@ def test_step_traces_as_one_graph_and_matches_eager(checkpointing):
     cfg = _tiny(f"model.grad_checkpointing={str(checkpointing).lower()}")
     model = build_model(cfg).train()
     criterion = CrossVideoMAELoss(cfg.loss)
-    batch = bench.random_batch(cfg, torch.device("cpu"))
+    batch = random_batch(cfg, torch.device("cpu"))
     loss0, grads0 = loss_and_grads(model, criterion, batch, seed=3)
     torch.compiler.reset()
-    compiled = loss_and_grads(
-        model, criterion, batch, fn=lambda f: torch.compile(f, backend="aot_eager", fullgraph=True), seed=3
-    )
+    options = {"backend": "aot_eager", "fullgraph": True}
+    compiled = loss_and_grads(model, criterion, batch, compile_options=options, seed=3)
     loss1, grads1 = compiled
     assert torch.allclose(loss0, loss1, rtol=1e-6, atol=0)
     for name in grads0:
@@ -98,19 +98,19 @@ def test_step_traces_as_one_graph_and_matches_eager(checkpointing):
 
 
 def test_analytic_flops_match_the_flop_counter():
-    """bench.pretrain_flops against PyTorch's FlopCounterMode over a real forward + backward (attention on the
+    """perf.pretrain_flops against PyTorch's FlopCounterMode over a real forward + backward (attention on the
     math path, which the counter sees as matrix products)."""
     cfg = load_config(None, TINY + ["data.batch_size=4", "mask.video_ratio=0.5", "mask.image_ratio=0.5"])
     model = build_model(cfg)
     criterion = CrossVideoMAELoss(cfg.loss)
-    b = bench.random_batch(cfg, torch.device("cpu"))
+    b = random_batch(cfg, torch.device("cpu"))
     with FlopCounterMode(display=False) as counter, sdpa_kernel([SDPBackend.MATH]):
         criterion(model(b["video1"], b["video2"], b["images"], b["frame_index1"], b["frame_index2"]))[
             "total"
         ].backward()
     counted = counter.get_total_flops()
     # the losses' own products (cosine similarities, slice means) are not model FLOPs: at most a few per mille
-    assert abs(counted - bench.pretrain_flops(cfg)) / counted < 5e-3
+    assert abs(counted - perf.pretrain_flops(cfg)) / counted < 5e-3
 
 
 def test_bench_command_runs_on_cpu(tmp_path):
@@ -130,5 +130,5 @@ def test_bench_command_runs_on_cpu(tmp_path):
 
 def test_bench_cuda_graphs_needs_what_it_replays(tmp_path):
     """--cuda-graphs without --compile-loss / train.compile / CUDA is refused before anything is timed."""
-    with pytest.raises(ValueError, match="--cuda-graphs needs CUDA, --compile-loss and train.compile"):
+    with pytest.raises(ValueError, match="train.cuda_graphs.*needs a CUDA device"):
         main(["bench", "-o", str(tmp_path), "--cuda-graphs", "--compile-loss", *TINY, "train.compile=true"])

@@ -81,6 +81,9 @@ class LossConfig:
 
 @dataclass
 class DataConfig:
+    # files: videos from data.train_list / data.frame_shards | synthetic: two random batches made on the device
+    # and reused (bench's inputs; for timing pretrain against bench, docs/PERFORMANCE.md)
+    source: str = "files"
     train_list: str = ""  # list file (`path label`), class-per-folder root, or presampled index
     val_list: str = ""
     root: str = ""  # prefix for relative paths in list files
@@ -145,6 +148,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "bf16"  # bf16 (autocast on CUDA; fp32 on CPU) | fp32
     compile: bool = False  # torch.compile the training step
+    compile_loss: bool = True  # with compile, on one process: loss and model as one graph (false: model only)
+    cuda_graphs: bool = False  # replay the compiled step as CUDA graphs (CUDA, compile_loss, one process)
     seed: int = 0
     log_every: int = 10  # steps between metrics.jsonl lines
     ckpt_every: int = 1  # epochs between checkpoints
@@ -342,6 +347,8 @@ def _rules(c: Config):
     )
     yield "data.repeated_sampling", d.repeated_sampling >= 1, "must be >= 1"
     yield "data.augment", d.augment in ("cpu", "device"), "must be cpu or device"
+    yield "data.source", d.source in ("files", "synthetic"), "must be files or synthetic"
+    yield "data.source", d.source == "files" or d.augment == "cpu", "synthetic needs data.augment=cpu"
     yield "data.shard_decode", d.shard_decode in ("worker", "device"), "must be worker or device"
     yield "data.cache", d.cache in ("none", "memory"), "must be none or memory"
     yield (
@@ -391,6 +398,11 @@ def _rules(c: Config):
     )
     yield "train.precision", tr.precision in ("bf16", "fp32"), "must be bf16 or fp32"
     yield "train.log_every", tr.log_every >= 1, "must be >= 1"
+    yield (
+        "train.cuda_graphs",
+        not tr.cuda_graphs or (tr.compile and tr.compile_loss),
+        "needs train.compile=true and train.compile_loss=true",
+    )
     yield "train.ckpt_every", tr.ckpt_every >= 1, "must be >= 1"
     yield "train.ckpt_every_steps", tr.ckpt_every_steps >= 0, "must be >= 0 (0 = off)"
     yield "train.keep_checkpoints", tr.keep_checkpoints >= 1, "must be >= 1"

@@ -4,14 +4,13 @@ A task hands :func:`fit` a model, a ``loss_fn(model, batch) -> {name: scalar}`` 
 dataset and a collate function. The loop owns the rest: device and DDP, a sampler that is a pure function of
 (seed, epoch), per-sample random streams (so a resumed run sees exactly the samples and augmentations the
 uninterrupted run would have), AdamW with warm-up + cosine per optimiser step, bf16 autocast on CUDA,
-gradient accumulation and clipping, skipping of non-finite steps, checkpoints (atomic) every
+gradient accumulation and clipping, skipping of non-finite steps (the step itself: ``engine.step.TrainStep``), checkpoints (atomic) every
 ``train.ckpt_every`` epochs (and every ``train.ckpt_every_steps`` steps when set), at the end and on SIGTERM /
 SIGUSR1 / Ctrl-C, ``metrics.jsonl``, TensorBoard and a progress bar.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import signal
 import time
@@ -40,11 +39,10 @@ from .checkpoint import (
 )
 from .device import resolve_device
 from .metrics_log import MetricsLog
-from .optim import build_adamw, lr_at, param_groups, scaled_lr, set_lr
+from .optim import lr_at, scaled_lr
 from .sampling import RunIndices, SeededItems
+from .step import LossFn, build_step
 from .stopping import StopFlag, ignore_stop_signals, until_stopped
-
-LossFn = Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -110,24 +108,18 @@ def fit(
     hooks: Hooks | None = None,
     repeat_batch: int = 1,
     bad_videos: Any | None = None,
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset``; returns the run's figures. ``repeat_batch`` > 1 takes that many
     optimiser steps on every batch (test-time adaptation). ``bad_videos`` (a ``BadVideoLog``) counts the files
-    the dataset skipped and stops the run past its limit."""
+    the dataset skipped and stops the run past its limit. ``prepare`` runs on every batch on the device before
+    the loss (outside a compiled graph: augmentation on the device, mixing)."""
     hooks = hooks or Hooks()
     tc = cfg.train
     local_device = D.init_distributed(cfg.dist.backend)
     device = local_device or resolve_device(tc.device)
     main = D.is_main_process()
     torch.manual_seed(tc.seed + D.rank())
-    model.to(device)
-    raw_model = model
-    model, groups = D.wrap_model(model, device, cfg.dist.fsdp, groups)  # DDP / FSDP under torchrun
-    step_model, step_fn = model, loss_fn
-    if tc.compile and D.world_size() == 1:  # model and loss as one graph: ~25% faster than the model alone
-        step_fn = torch.compile(loss_fn)
-    elif tc.compile:  # under DDP / FSDP compile the wrapped model, whose hooks dynamo knows
-        step_model = torch.compile(model)
 
     items = SeededItems(dataset, tc.seed)
     sampler = DistributedSampler(
@@ -147,12 +139,8 @@ def fit(
     global_batch = bs * accum * D.world_size()
     peak_lr = scaled_lr(cfg.optim, global_batch)
     warmup = round(cfg.optim.warmup_epochs * steps_per_epoch)
-    optimizer = build_adamw(
-        groups or param_groups(raw_model, cfg.optim.weight_decay), peak_lr, cfg.optim, device
-    )
-    autocast = torch.autocast(
-        "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and tc.precision == "bf16"
-    )
+    step = build_step(cfg, model, loss_fn, device, peak_lr, groups=groups, prepare=prepare)  # DDP / FSDP
+    raw_model, optimizer = model, step.optimizer
 
     state = RunState()
     if resume:
@@ -271,26 +259,16 @@ def fit(
                 for _ in range(repeat_batch):
                     micro += 1
                     sync = micro % accum == 0
-                    ctx = (
-                        model.no_sync()
-                        if (not sync and isinstance(model, nn.parallel.DistributedDataParallel))
-                        else contextlib.nullcontext()
-                    )
-                    with ctx, autocast:
-                        terms = step_fn(step_model, batch)
-                    with ctx:
-                        (terms["total"] / accum).backward()
+                    terms = step.backward(batch, sync)
                     if not sync:
                         continue
-                    ok, grad_norm = _finite_step(raw_model, terms["total"], cfg.optim.clip_grad)
+                    lr = lr_at(state.step, total_steps, warmup, peak_lr, cfg.optim.min_lr)
+                    ok, grad_norm = step.update(terms["total"], lr)
                     if ok:
-                        set_lr(optimizer, lr_at(state.step, total_steps, warmup, peak_lr, cfg.optim.min_lr))
-                        optimizer.step()
                         state.consecutive_bad = 0
                     else:
                         state.bad_steps += 1
                         state.consecutive_bad += 1
-                    optimizer.zero_grad(set_to_none=True)
                     state.step += 1
                     save_due = save_due or (tc.ckpt_every_steps > 0 and state.step % tc.ckpt_every_steps == 0)
                     now = time.time()
@@ -383,12 +361,3 @@ def fit(
             if main:
                 results.update(hooks.on_end(full, state))
     return results
-
-
-def _finite_step(model: nn.Module, total: torch.Tensor, clip: float) -> tuple[bool, torch.Tensor]:
-    """Clip (when ``clip`` > 0) and check that the loss and the gradient norm are finite."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    max_norm = clip if clip > 0 else float("inf")
-    norm = D.replicated(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else total.new_zeros(())
-    ok = bool(torch.isfinite(total) & torch.isfinite(norm))  # one host sync per optimiser step
-    return ok, norm

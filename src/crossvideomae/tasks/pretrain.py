@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +10,15 @@ import torch
 
 from ..config import Config
 from ..engine.metrics_log import MetricsLog
+from ..engine.optim import scaled_lr
+from ..engine.step import LossFn, TrainStep, build_step
 from ..engine.train import Hooks, RunState, fit
 from ..losses import CrossVideoMAELoss
 from ..models import CrossVideoMAE, build_model
 from ..weights import save_weights
 
 ENCODER_FILE = "video_encoder.safetensors"
+Batch = dict[str, Any]
 
 
 def build_pretraining(cfg: Config) -> tuple[CrossVideoMAE, CrossVideoMAELoss]:
@@ -40,24 +44,62 @@ def export_video_encoder(model: CrossVideoMAE, cfg: Config, out_dir: Path) -> Pa
     return save_weights(model.video_encoder, out_dir / ENCODER_FILE, cfg.model)
 
 
+def pretrain_loss(criterion: CrossVideoMAELoss) -> LossFn:
+    """The loss of a pretraining step: the model on both views and the sampled frames, the loss terms, and the
+    share of clips whose view 2 kept view 1's frames (logged with the terms)."""
+
+    def loss_fn(m: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = m(
+            batch["video1"], batch["video2"], batch["images"], batch["frame_index1"], batch["frame_index2"]
+        )
+        terms = criterion(out)
+        if "temporal_fallback" in batch:
+            terms["temporal_fallback"] = batch["temporal_fallback"].float().mean()
+        return terms
+
+    return loss_fn
+
+
+def pretrain_prepare(cfg: Config, inputs: Callable[[Batch], Batch]) -> Callable[[Batch], Batch]:
+    """What the step does to a batch on the device before the loss: ``inputs`` (the batch as it is, or its
+    augmentation on the device), then the optional mixup / cutmix of view 2 inside the batch."""
+    from ..data import mix_video2
+
+    def prepare(batch: Batch) -> Batch:
+        batch = inputs(batch)
+        if cfg.aug.mixup <= 0 and cfg.aug.cutmix <= 0:
+            return batch
+        return {**batch, "video2": mix_video2(batch["video2"], cfg.aug.mixup, cfg.aug.cutmix)[0]}
+
+    return prepare
+
+
+def pretrain_step(
+    cfg: Config, device: torch.device, inputs: Callable[[Batch], Batch] | None = None
+) -> TrainStep:
+    """The step of ``pretrain`` on ``device`` as ``bench``, the benchmarks and the tests take it: the model of
+    :func:`build_pretraining` (seeded by the caller), its loss, AdamW with the engine's groups at the lr of this
+    batch, and the config's precision, compilation and clipping, built by ``fit``'s :func:`build_step`."""
+    model, criterion = build_pretraining(cfg)
+    model.train()
+    lr = scaled_lr(cfg.optim, cfg.data.batch_size * cfg.optim.accum_steps)
+    prepare = pretrain_prepare(cfg, inputs or (lambda batch: batch))
+    return build_step(cfg, model, pretrain_loss(criterion), device, lr, prepare=prepare)
+
+
 def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int = 1) -> dict[str, Any]:
     """Shared by ``pretrain`` and ``adapt`` (which takes ``repeat_batch`` updates per batch)."""
-    from ..data import BadVideoLog, build_pretrain_dataset, mix_video2, pretrain_collate
+    from ..data import BadVideoLog, build_pretrain_dataset, pretrain_collate
     from ..data.device_augment import pretrain_inputs
 
     torch.manual_seed(cfg.train.seed)  # initial weights from train.seed, not from whatever ran before
     model, criterion = build_pretraining(cfg)
-    dataset = build_pretrain_dataset(cfg, split="train")
-    inputs = pretrain_inputs(cfg)  # the batch as it is, or augmented on the device (data.augment=device)
-
-    def loss_fn(m: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        batch = inputs(batch)
-        video2, _ = mix_video2(batch["video2"], cfg.aug.mixup, cfg.aug.cutmix)  # optional, inside the batch
-        out = m(batch["video1"], video2, batch["images"], batch["frame_index1"], batch["frame_index2"])
-        terms = criterion(out)
-        if "temporal_fallback" in batch:  # logged with the loss terms: how often view 2 kept view 1's frames
-            terms["temporal_fallback"] = batch["temporal_fallback"].float().mean()
-        return terms
+    if cfg.data.source == "synthetic":  # bench's inputs: random batches made once on the device
+        dataset, collate = SyntheticClips(cfg), SyntheticClips.collate
+        inputs: Callable[[Batch], Batch] = SyntheticBatches(cfg)
+    else:
+        dataset, collate = build_pretrain_dataset(cfg, split="train"), pretrain_collate
+        inputs = pretrain_inputs(cfg)  # the batch as it is, or augmented on the device (data.augment=device)
 
     pictures = out_dir / "pictures"
 
@@ -91,14 +133,15 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
     results = fit(
         cfg,
         model,
-        loss_fn,
+        pretrain_loss(criterion),
         dataset,
-        pretrain_collate,
+        collate,
         out_dir,
         resume=resume,
         hooks=Hooks(on_epoch_end=on_epoch_end, on_end=on_end),
         repeat_batch=repeat_batch,
         bad_videos=BadVideoLog(cfg.data.max_bad_fraction),
+        prepare=pretrain_prepare(cfg, inputs),
     )
     results["parameters_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     if results.get("video_encoder"):
@@ -112,3 +155,53 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
 
 def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     return run_pretraining(cfg, out_dir, resume=args.resume)
+
+
+# ------------------------------------------------------------------------------------------------ data.source=synthetic
+def random_batch(cfg: Config, device: torch.device | str, generator: torch.Generator | None = None) -> Batch:
+    """A pretraining batch of random normalised pixels (never zeros), in the layout ``pretrain_collate`` gives."""
+    m, B, F = cfg.model, cfg.data.batch_size, cfg.data.num_sampled_frames
+    video = (B, 3, m.num_frames, m.img_size, m.img_size)
+    g = {"generator": generator, "device": device}
+    index = torch.randint(0, m.num_frames, (B, F), **g)
+    return {
+        "video1": torch.randn(video, **g),
+        "video2": torch.randn(video, **g),
+        "images": torch.randn(B, F, 3, m.img_size, m.img_size, **g),
+        "frame_index1": index,
+        "frame_index2": index.clone(),
+    }
+
+
+class SyntheticClips(torch.utils.data.Dataset):
+    """``data.source=synthetic``: items that are only their index, ``data.batch_size`` x ``train.steps_per_epoch``
+    of them (x ``optim.accum_steps``; 100 batches when it is 0), so the loader costs next to nothing."""
+
+    def __init__(self, cfg: Config):
+        self.size = cfg.data.batch_size * (cfg.train.steps_per_epoch or 100) * cfg.optim.accum_steps
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+    @staticmethod
+    def collate(items: list[int]) -> Batch:
+        return {"index": torch.tensor(items)}
+
+
+class SyntheticBatches:
+    """Replaces every batch of :class:`SyntheticClips` by one of two random batches made on the device at the first
+    call (from their own generator, seeded by ``train.seed``), in turn: what ``bench`` feeds its step."""
+
+    def __init__(self, cfg: Config):
+        self.cfg, self.batches, self.calls = cfg, [], 0
+
+    def __call__(self, batch: Batch) -> Batch:
+        if not self.batches:
+            device = batch["index"].device
+            g = torch.Generator(device).manual_seed(self.cfg.train.seed)
+            self.batches = [random_batch(self.cfg, device, g) for _ in range(2)]
+        self.calls += 1
+        return self.batches[self.calls % 2]

@@ -1,0 +1,146 @@
+"""Timing of steps on a device: milliseconds per call, the bf16 matrix-product ceiling (the MFU denominator),
+peak memory, and steps fed by the real loader."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils import benchmark
+
+from ..config import Config
+
+Batch = dict[str, torch.Tensor]
+Step = Callable[[Batch], Any]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timer(fn: Callable[[], Any]) -> benchmark.Timer:
+    """``torch.utils.benchmark.Timer`` of ``fn()``: it synchronises the device before and after what it times,
+    and runs two untimed calls first; with this process's thread count (the Timer's default is one thread)."""
+    return benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+
+
+def time_calls(fn: Callable[[], Any], steps: int) -> list[float]:
+    """Milliseconds of each of ``steps`` calls (host and device work of the call)."""
+    timer = _timer(fn)
+    return [1e3 * timer.timeit(1).mean for _ in range(steps)]
+
+
+def matmul_ceiling(device: torch.device, size: int = 8192, steps: int = 20) -> float:
+    """bf16 matrix-product rate (TFLOP/s, median of ``steps``) on random operands: the MFU denominator."""
+    if device.type != "cuda":
+        size = min(size, 256)
+    a, b = (torch.randn(size, size, device=device, dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    ms = statistics.median(time_calls(lambda: a @ b, steps))
+    return 2 * size**3 / (ms * 1e-3) / 1e12
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak of allocated tensors; under CUDA graphs the graphs' private pools count only in ``reserved_gib``."""
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+
+
+def measure(
+    step: Step, batches: list[Batch], warmup: int, steps: int, device: torch.device
+) -> dict[str, float]:
+    """Run ``warmup`` then ``steps`` steps, cycling through ``batches``; ms/step (median, mean) and peak memory."""
+    k = iter(range(10**9))
+
+    def call() -> torch.Tensor:
+        return step(batches[next(k) % len(batches)])
+
+    for _ in range(warmup):
+        call()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ms = time_calls(call, steps)
+    wall = 1e3 * _timer(call).timeit(steps).mean  # back to back, synchronised only at both ends
+    return {
+        "ms_per_step": statistics.median(ms),
+        "ms_mean": statistics.fmean(ms),
+        "ms_wall": wall,
+        "peak_mem_gib": peak_memory_gib(device),
+        "reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30
+        if device.type == "cuda"
+        else float("nan"),
+    }
+
+
+def summarise(figures: dict[str, float], flops: float, batch: int, ceiling: float) -> dict[str, float]:
+    s = figures["ms_per_step"] * 1e-3
+    tflops = flops / s / 1e12
+    return {
+        **figures,
+        "clips_per_s": batch / s,
+        "tflop_per_step": flops / 1e12,
+        "tflops": tflops,
+        "mfu": tflops / ceiling,
+    }
+
+
+def loader_steps(cfg: Config, step: Step, device: torch.device, warmup: int, steps: int) -> dict[str, float]:
+    """Steps fed by the real loader (``build_pretrain_dataset`` + ``pretrain_collate``, pinned, non-blocking
+    copies, then ``pretrain_inputs``: the augmentation on the device with ``data.augment=device``): the same
+    step, so the difference to the in-memory rate is what the loader costs. With ``data.repeated_sampling`` = r
+    the loader batches B / r videos of r clips each."""
+    from torch.utils.data import DataLoader
+
+    from ..data import build_pretrain_dataset, pretrain_collate
+    from ..data.device_augment import pretrain_inputs
+
+    B, r = cfg.data.batch_size, cfg.data.repeated_sampling
+    if B % r:
+        raise ValueError(f"data.batch_size={B} is not a multiple of data.repeated_sampling={r}")
+    dataset = build_pretrain_dataset(cfg, split="train")
+    inputs = pretrain_inputs(cfg)
+    loader = DataLoader(
+        dataset,
+        batch_size=B // r,
+        shuffle=True,
+        collate_fn=pretrain_collate,
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=cfg.data.num_workers > 0,
+    )
+    keys = ("video1", "video2", "images", "frame_index1", "frame_index2")
+
+    def feed(batch: dict[str, Any]) -> None:
+        batch = inputs(
+            {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        )
+        step({k: batch[k] for k in keys})  # as the in-memory batches: the step's own inputs are the identity
+
+    it = _forever(loader)
+    for _ in range(warmup):
+        feed(next(it))
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        feed(next(it))
+    sync(device)
+    s = (time.perf_counter() - t0) / steps
+    return {
+        "repeated_sampling": r,
+        "augment": cfg.data.augment,
+        "ms_per_step": 1e3 * s,
+        "clips_per_s": B / s,
+        "videos_per_s": B / r / s,
+        "videos": len(dataset),
+    }
+
+
+def _forever(loader):
+    while True:
+        yield from loader

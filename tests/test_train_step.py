@@ -1,0 +1,68 @@
+"""One training step: ``pretrain`` (through ``fit``) and ``bench`` (through ``pretrain_step``) take the same
+``TrainStep``; on the same batch, with the same seeds, they give the same loss, gradient norm and weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY, read_metrics
+
+from crossvideomae.cli import main
+from crossvideomae.config import ConfigError, load_config
+from crossvideomae.engine import step as step_module
+from crossvideomae.engine.checkpoint import load_checkpoint
+from crossvideomae.tasks.pretrain import SyntheticBatches, pretrain_step
+
+ONE_STEP = [
+    *TINY,
+    "data.source=synthetic",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "train.epochs=1",
+    "train.steps_per_epoch=1",
+    "train.log_every=1",
+    "optim.warmup_epochs=0",
+    "optim.clip_grad=1.0",
+    "train.seed=3",
+]
+
+
+def test_pretrain_and_bench_take_the_same_step(tmp_path, monkeypatch):
+    built = []
+    init = step_module.TrainStep.__init__
+    monkeypatch.setattr(
+        step_module.TrainStep, "__init__", lambda self, *a, **k: (built.append(self), init(self, *a, **k))[1]
+    )
+    main(["pretrain", "-o", str(tmp_path), *ONE_STEP])
+    assert len(built) == 1  # fit trained through a TrainStep
+    logged = read_metrics(tmp_path)[0]
+    ckpt = load_checkpoint(tmp_path / "checkpoint-last.pth")
+
+    cfg = load_config(None, ONE_STEP)
+    torch.manual_seed(cfg.train.seed)  # the initial weights, as run_pretraining draws them
+    step = pretrain_step(cfg, torch.device("cpu"))  # bench's step
+    assert type(step) is type(built[0]) and step.accum_steps == built[0].accum_steps
+    batch = SyntheticBatches(cfg)({"index": torch.arange(4)})  # the first batch data.source=synthetic feeds
+    torch.manual_seed(cfg.train.seed)  # fit's masks: train.seed + rank
+    terms = step.backward(batch)
+    ok, grad_norm = step.update(terms["total"])
+    assert ok
+    assert float(terms["total"].detach()) == pytest.approx(logged["total"], rel=1e-6)
+    assert float(grad_norm) == pytest.approx(logged["grad_norm"], rel=1e-6)
+    assert step.optimizer.param_groups[0]["lr"] == logged["lr"]  # the same lr: fit's peak without warm-up
+    for name, value in step.raw_model.state_dict().items():
+        assert torch.equal(value, ckpt["model"][name]), name
+
+
+def test_cuda_graphs_need_the_compiled_step_on_cuda():
+    with pytest.raises(ConfigError, match="train.cuda_graphs"):
+        load_config(None, [*TINY, "train.cuda_graphs=true"])  # no train.compile
+    cfg = load_config(None, [*TINY, "train.compile=true", "train.cuda_graphs=true"])
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        step_module.check_cuda_graphs(cfg, torch.device("cpu"))
+    assert step_module.compile_mode(cfg, processes=2) == "model"  # DDP / FSDP: the model alone
+
+
+def test_synthetic_source_needs_the_cpu_batch_layout():
+    with pytest.raises(ConfigError, match="data.source"):
+        load_config(None, [*TINY, "data.source=synthetic", "data.augment=device"])
