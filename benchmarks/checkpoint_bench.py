@@ -18,9 +18,8 @@ import torch
 
 from crossvideomae import perf
 from crossvideomae.config import load_config
-from crossvideomae.engine.checkpoint import save_checkpoint
+from crossvideomae.engine.checkpoint import RunState, checkpoint_state, save_checkpoint
 from crossvideomae.engine.optim import build_adamw, param_groups
-from crossvideomae.engine.train import RunState, checkpoint_state
 from crossvideomae.files import atomic_link
 from crossvideomae.models import build_model
 

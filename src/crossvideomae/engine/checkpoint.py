@@ -13,12 +13,15 @@ import argparse
 import pickle
 import random
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn as nn
 
+from ..config import Config, to_dict
 from ..files import atomic_write
 
 
@@ -177,3 +180,36 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------------ a run's state
+@dataclass
+class RunState:
+    epoch: int = 0  # current epoch
+    step: int = 0  # optimiser steps taken
+    batch_in_epoch: int = 0  # batches of the current epoch already consumed
+    bad_steps: int = 0  # non-finite steps skipped in total
+    consecutive_bad: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)  # mean terms of each finished epoch
+    epoch_sums: dict[str, float] = field(default_factory=dict)  # terms summed over this epoch's good steps
+    epoch_good_steps: int = 0  # steps in those sums
+
+
+def checkpoint_state(
+    cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, state: RunState
+) -> dict[str, Any]:
+    """What a run checkpoint holds: weights, optimiser, config, the loop's place and sums, every RNG stream."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "config": to_dict(cfg),
+        "epoch": state.epoch,
+        "step": state.step,
+        "batch_in_epoch": state.batch_in_epoch,
+        "bad_steps": state.bad_steps,
+        "history": state.history,
+        "epoch_sums": state.epoch_sums,
+        "epoch_good_steps": state.epoch_good_steps,
+        "rng": rng_state(),
+        "scaler": None,  # bf16 autocast needs no loss scaling
+    }

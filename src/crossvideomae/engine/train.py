@@ -4,8 +4,8 @@ A task hands :func:`fit` a model, a ``loss_fn(model, batch) -> {name: scalar}`` 
 dataset and a collate function. The loop owns the rest: device and DDP, a sampler that is a pure function of
 (seed, epoch), per-sample random streams (so a resumed run sees exactly the samples and augmentations the
 uninterrupted run would have), AdamW with warm-up + cosine per optimiser step, bf16 autocast on CUDA,
-gradient accumulation and clipping, skipping of non-finite steps (the step itself: ``engine.step.TrainStep``), checkpoints (atomic) every
-``train.ckpt_every`` epochs (and every ``train.ckpt_every_steps`` steps when set), at the end and on SIGTERM /
+gradient accumulation and clipping, skipping of non-finite steps (the step itself: ``engine.step.TrainStep``),
+checkpoints (atomic) every ``train.ckpt_every`` epochs (and every ``train.ckpt_every_steps`` steps when set), at the end and on SIGTERM /
 SIGUSR1 / Ctrl-C, ``metrics.jsonl``, TensorBoard and a progress bar.
 """
 
@@ -16,7 +16,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,14 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from ..config import Config, ConfigError, to_dict
+from ..config import Config, ConfigError
 from ..files import atomic_link
 from . import distributed as D
 from .checkpoint import (
     CheckpointError,
+    RunState,
+    checkpoint_state,
     load_resumable,
-    rng_state,
     rotate_checkpoints,
     save_checkpoint,
     set_rng_state,
@@ -49,19 +50,6 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive optimiser steps had a non-finite loss or gradient."""
 
 
-# ------------------------------------------------------------------------------------------------ state
-@dataclass
-class RunState:
-    epoch: int = 0  # current epoch
-    step: int = 0  # optimiser steps taken
-    batch_in_epoch: int = 0  # batches of the current epoch already consumed
-    bad_steps: int = 0  # non-finite steps skipped in total
-    consecutive_bad: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)  # mean terms of each finished epoch
-    epoch_sums: dict[str, float] = field(default_factory=dict)  # terms summed over this epoch's good steps
-    epoch_good_steps: int = 0  # steps in those sums
-
-
 # ------------------------------------------------------------------------------------------------ the loop
 @dataclass
 class Hooks:
@@ -75,25 +63,6 @@ class Hooks:
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
-def checkpoint_state(
-    cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, state: RunState
-) -> dict[str, Any]:
-    return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "config": to_dict(cfg),
-        "epoch": state.epoch,
-        "step": state.step,
-        "batch_in_epoch": state.batch_in_epoch,
-        "bad_steps": state.bad_steps,
-        "history": state.history,
-        "epoch_sums": state.epoch_sums,
-        "epoch_good_steps": state.epoch_good_steps,
-        "rng": rng_state(),
-        "scaler": None,  # bf16 autocast needs no loss scaling
-    }
 
 
 def fit(
@@ -114,250 +83,308 @@ def fit(
     optimiser steps on every batch (test-time adaptation). ``bad_videos`` (a ``BadVideoLog``) counts the files
     the dataset skipped and stops the run past its limit. ``prepare`` runs on every batch on the device before
     the loss (outside a compiled graph: augmentation on the device, mixing)."""
-    hooks = hooks or Hooks()
-    tc = cfg.train
-    local_device = D.init_distributed(cfg.dist.backend)
-    device = local_device or resolve_device(tc.device)
-    main = D.is_main_process()
-    torch.manual_seed(tc.seed + D.rank())
-
-    items = SeededItems(dataset, tc.seed)
-    sampler = DistributedSampler(
-        items, num_replicas=D.world_size(), rank=D.rank(), shuffle=True, seed=tc.seed, drop_last=True
-    )
-    bs, accum = cfg.data.batch_size, cfg.optim.accum_steps
-    batches_per_epoch = len(sampler) // bs
-    if tc.steps_per_epoch:
-        batches_per_epoch = min(batches_per_epoch, tc.steps_per_epoch * accum) if batches_per_epoch else 0
-    if batches_per_epoch < accum:
-        raise ConfigError(
-            f"config key 'data.batch_size': {len(items)} videos make {batches_per_epoch} batches of "
-            f"data.batch_size={bs} per process, fewer than optim.accum_steps={accum}: lower data.batch_size"
-        )
-    steps_per_epoch = batches_per_epoch // accum * repeat_batch
-    total_steps = steps_per_epoch * tc.epochs
-    global_batch = bs * accum * D.world_size()
-    peak_lr = scaled_lr(cfg.optim, global_batch)
-    warmup = round(cfg.optim.warmup_epochs * steps_per_epoch)
-    step = build_step(cfg, model, loss_fn, device, peak_lr, groups=groups, prepare=prepare)  # DDP / FSDP
-    raw_model, optimizer = model, step.optimizer
-
-    state = RunState()
+    trainer = Trainer(cfg, model, loss_fn, dataset, out_dir, groups, repeat_batch, prepare)
     if resume:
-        path, ckpt, skipped = load_resumable(out_dir)
-        if main:
+        trainer.resume()
+    return trainer.run(collate, hooks or Hooks(), bad_videos)
+
+
+class Trainer:
+    """:func:`fit` in named phases: set-up (here), :meth:`resume`, :meth:`run` (the epochs), :meth:`take_step`
+    (an optimiser step and its bookkeeping), :meth:`end_epoch`, :meth:`save`, :meth:`results`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        model: nn.Module,
+        loss_fn: LossFn,
+        dataset: Dataset,
+        out_dir: Path,
+        groups: list[dict] | None,
+        repeat_batch: int,
+        prepare: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    ):
+        self.cfg, self.out_dir, self.repeat_batch = cfg, out_dir, repeat_batch
+        tc = cfg.train
+        local_device = D.init_distributed(cfg.dist.backend)
+        self.device = local_device or resolve_device(tc.device)
+        self.main = D.is_main_process()
+        torch.manual_seed(tc.seed + D.rank())  # masks and drop-path
+        np.random.seed(tc.seed + D.rank())  # NumPy's stream: the cutmix box of aug.cutmix / eval.cutmix
+
+        self.items = SeededItems(dataset, tc.seed)
+        self.sampler = DistributedSampler(
+            self.items, num_replicas=D.world_size(), rank=D.rank(), shuffle=True, seed=tc.seed, drop_last=True
+        )
+        bs, accum = cfg.data.batch_size, cfg.optim.accum_steps
+        batches = len(self.sampler) // bs
+        if tc.steps_per_epoch:
+            batches = min(batches, tc.steps_per_epoch * accum) if batches else 0
+        if batches < accum:
+            raise ConfigError(
+                f"config key 'data.batch_size': {len(self.items)} videos make {batches} batches of "
+                f"data.batch_size={bs} per process, fewer than optim.accum_steps={accum}: lower data.batch_size"
+            )
+        self.batches_per_epoch = batches
+        self.steps_per_epoch = batches // accum * repeat_batch
+        self.total_steps = self.steps_per_epoch * tc.epochs
+        self.global_batch = bs * accum * D.world_size()
+        self.peak_lr = scaled_lr(cfg.optim, self.global_batch)
+        self.warmup = round(cfg.optim.warmup_epochs * self.steps_per_epoch)
+        self.step = build_step(cfg, model, loss_fn, self.device, self.peak_lr, groups=groups, prepare=prepare)
+        self.raw_model, self.optimizer = model, self.step.optimizer
+        self.state = RunState()
+        # the current epoch's sums of the loss terms over its good steps (tensors on the device) and their count
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n_sums = 0
+        self.micro = 0  # micro-steps taken in this epoch
+        self.save_due = False  # train.ckpt_every_steps: a step checkpoint is written before the next step
+        self.stopped_by: str | None = None
+        self.last_terms: dict[str, float] = {}
+        self.first_step: tuple[float, int] | None = None  # (time, step) after this process's first step
+        # seconds between consecutive optimiser steps of one epoch (the last 1000): the step itself with its data
+        # wait, without the checkpoint writes and pictures between epochs
+        self.intervals: deque[float] = deque(maxlen=1000)
+        self.last_step_at: float | None = None
+
+    # -------------------------------------------------------------------------------------------- resume
+    def resume(self) -> None:
+        """Continue from the newest complete checkpoint in ``out_dir`` (mid-epoch included), if there is one."""
+        path, ckpt, skipped = load_resumable(self.out_dir)
+        if self.main:
             for reason in skipped:
                 print(f"--resume: skipped {reason}")
         if ckpt is None:
-            print(f"--resume: no checkpoint in {out_dir}, starting from scratch")
-        else:
-            try:
-                D.load_full_state(raw_model, optimizer, ckpt["model"], ckpt["optimizer"])
-            except (RuntimeError, ValueError, KeyError) as err:
-                raise CheckpointError(
-                    f"{path}: does not fit the model and optimiser of this config "
-                    f"({' '.join(str(err).split())[:300]}); resume with the run's config (its config.yaml)"
-                ) from None
-            state = RunState(
-                ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["bad_steps"], 0, ckpt["history"]
+            print(f"--resume: no checkpoint in {self.out_dir}, starting from scratch")
+            return
+        try:
+            D.load_full_state(self.raw_model, self.optimizer, ckpt["model"], ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(
+                f"{path}: does not fit the model and optimiser of this config "
+                f"({' '.join(str(err).split())[:300]}); resume with the run's config (its config.yaml)"
+            ) from None
+        state = RunState(
+            ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"], ckpt["bad_steps"], 0, ckpt["history"]
+        )
+        state.epoch_sums, state.epoch_good_steps = ckpt.get("epoch_sums", {}), ckpt.get("epoch_good_steps", 0)
+        bs, accum, world = self.cfg.data.batch_size, self.cfg.optim.accum_steps, D.world_size()
+        old = (
+            ckpt["config"]["data"]["batch_size"],
+            ckpt["config"]["optim"]["accum_steps"],
+            int(ckpt.get("world_size", 1)),
+        )
+        if world == old[2]:  # other world sizes: fresh streams
+            set_rng_state(ckpt["rng"])
+        if old != (bs, accum, world):  # same place in the epoch's samples, in this run's batches
+            state.batch_in_epoch = D.global_batches_done(state.batch_in_epoch, old[0], old[2], bs, world)
+            state.step = (
+                state.epoch * self.steps_per_epoch + state.batch_in_epoch // accum * self.repeat_batch
             )
-            state.epoch_sums, state.epoch_good_steps = (
-                ckpt.get("epoch_sums", {}),
-                ckpt.get("epoch_good_steps", 0),
-            )
-            old = (
-                ckpt["config"]["data"]["batch_size"],
-                ckpt["config"]["optim"]["accum_steps"],
-                int(ckpt.get("world_size", 1)),
-            )
-            if D.world_size() == old[2]:  # other world sizes: fresh streams
-                set_rng_state(ckpt["rng"])
-            if old != (bs, accum, D.world_size()):  # same place in the epoch's samples, in this run's batches
-                state.batch_in_epoch = D.global_batches_done(
-                    state.batch_in_epoch, old[0], old[2], bs, D.world_size()
-                )
-                state.step = state.epoch * steps_per_epoch + state.batch_in_epoch // accum * repeat_batch
-            if main:
-                print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
+        self.state = state
+        if self.main:
+            print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
 
-    if main:  # temporary files of checkpoint writes that a kill -9 interrupted
-        for tmp in out_dir.glob(".checkpoint-*.pth.*.tmp"):
-            tmp.unlink(missing_ok=True)
-    log = MetricsLog(out_dir, main, start_step=state.step)
-    stop = StopFlag()
-    t0 = time.time()
-    first_step = None  # (time, step) once this process's first optimiser step is done: compilation, warm-up
-    # seconds between consecutive optimiser steps of one epoch (the last 1000): the step itself with its data
-    # wait, without the checkpoint writes and pictures between epochs
-    intervals: deque[float] = deque(maxlen=1000)
-    last_step_at = None
-    last_terms: dict[str, float] = {}
-    stopped_by: str | None = None
-    save_due = False  # train.ckpt_every_steps: a step checkpoint is written before the next step
-
-    def save(name: str) -> None:
+    # -------------------------------------------------------------------------------------------- save
+    def save(self, name: str) -> None:
+        """``checkpoint_state`` to ``out_dir/name`` (atomically, from rank 0; under FSDP a collective)."""
         # the epoch's running sums as the mean over ranks: a resume inside the epoch continues them on every
         # rank, and the mean over ranks of (that + each rank's later sums) is the uninterrupted epoch mean
-        state.epoch_sums, state.epoch_good_steps = D.mean_over_ranks(sums), n_sums
-        model_sd, optim_sd = D.full_state(raw_model, optimizer)  # gathered onto rank 0 under FSDP
-        if main:
-            ckpt = checkpoint_state(cfg, raw_model, optimizer, state)
+        self.state.epoch_sums = D.mean_over_ranks(self.sums)
+        self.state.epoch_good_steps = self.n_sums
+        model_sd, optim_sd = D.full_state(self.raw_model, self.optimizer)  # gathered onto rank 0 under FSDP
+        if self.main:
+            ckpt = checkpoint_state(self.cfg, self.raw_model, self.optimizer, self.state)
             ckpt["model"], ckpt["optimizer"] = model_sd, optim_sd
             ckpt["world_size"] = D.world_size()
-            save_checkpoint(out_dir / name, ckpt)
+            save_checkpoint(self.out_dir / name, ckpt)
 
-    loader = DataLoader(
-        items,
-        batch_size=bs,
-        sampler=RunIndices(
-            sampler, state.epoch, state.batch_in_epoch * bs, tc.epochs, batches_per_epoch * bs
-        ),
-        collate_fn=collate,
-        num_workers=cfg.data.num_workers,
-        pin_memory=device.type == "cuda",
-        drop_last=True,
-        worker_init_fn=ignore_stop_signals,
-        # its own stream for the workers' base seed: drawing it from the global one would make a resumed run
-        # draw other masks than the uninterrupted run (the items have their own streams, see SeededItems)
-        generator=torch.Generator().manual_seed(tc.seed),
-    )
-    batches = iter(loader)
-    fetch = until_stopped(batches, stop)
-    with stop.installed():
-        while state.epoch < tc.epochs and stopped_by is None:
-            epoch = state.epoch
-            skip = state.batch_in_epoch
-            sums = {k: torch.tensor(v, device=device) for k, v in state.epoch_sums.items()} if skip else {}
-            n_sums = state.epoch_good_steps if skip else 0
-            quiet = {} if main else {"disable": True}  # rank 0 leaves it to tqdm (and TQDM_DISABLE)
-            bar = tqdm(
-                total=batches_per_epoch,
-                initial=skip,
-                desc=f"epoch {epoch}",
-                leave=False,
-                dynamic_ncols=True,
-                **quiet,
-            )
-            last_batch = None
-            micro = 0
-            for batch in itertools.islice(fetch, max(0, batches_per_epoch - skip)):
-                if D.any_rank(
-                    stop.signal is not None
-                ):  # before a step: one in the last step lets the epoch end first
-                    stopped_by = (
-                        signal.Signals(stop.signal).name if stop.signal else "a signal to another rank"
-                    )
-                    break
-                if save_due:  # where a SIGTERM would save: between steps, before this batch's step
-                    save("checkpoint-last.pth")
-                    save_due = False
-                if bad_videos is not None:
-                    bad_videos.update(batch.get("skipped", []))
-                    bad_videos.check(len(items))
-                batch = _to_device(batch, device)
-                last_batch = batch
-                for _ in range(repeat_batch):
-                    micro += 1
-                    sync = micro % accum == 0
-                    terms = step.backward(batch, sync)
-                    if not sync:
-                        continue
-                    lr = lr_at(state.step, total_steps, warmup, peak_lr, cfg.optim.min_lr)
-                    ok, grad_norm = step.update(terms["total"], lr)
-                    if ok:
-                        state.consecutive_bad = 0
-                    else:
-                        state.bad_steps += 1
-                        state.consecutive_bad += 1
-                    state.step += 1
-                    save_due = save_due or (tc.ckpt_every_steps > 0 and state.step % tc.ckpt_every_steps == 0)
-                    now = time.time()
-                    if first_step is None:
-                        first_step = (now, state.step)
-                    elif last_step_at is not None:
-                        intervals.append(now - last_step_at)
-                    last_step_at = now
-                    detached = {k: v.detach().float() for k, v in terms.items()}
-                    if ok:
-                        for k, v in detached.items():
-                            sums[k] = sums.get(k, 0.0) + v
-                        n_sums += 1
-                    if not ok and state.consecutive_bad >= tc.max_bad_steps:
-                        save("checkpoint-last.pth")
-                        bad = {k: float(v) for k, v in detached.items()}
-                        raise NonFiniteLossError(
-                            f"{state.consecutive_bad} consecutive non-finite steps, the last at step {state.step} "
-                            f"(epoch {epoch}); loss terms {bad}; checkpoint saved to {out_dir / 'checkpoint-last.pth'}"
+    # -------------------------------------------------------------------------------------------- the run
+    def run(self, collate: Callable, hooks: Hooks, bad_videos: Any | None) -> dict[str, Any]:
+        """The epochs from where the state stands, then :meth:`results`."""
+        cfg, tc, state, out_dir = self.cfg, self.cfg.train, self.state, self.out_dir
+        bs = cfg.data.batch_size
+        if self.main:  # temporary files of checkpoint writes that a kill -9 interrupted
+            for tmp in out_dir.glob(".checkpoint-*.pth.*.tmp"):
+                tmp.unlink(missing_ok=True)
+        self.log = MetricsLog(out_dir, self.main, start_step=state.step)
+        stop = StopFlag()
+        self.t0 = time.time()
+        loader = DataLoader(
+            self.items,
+            batch_size=bs,
+            sampler=RunIndices(
+                self.sampler, state.epoch, state.batch_in_epoch * bs, tc.epochs, self.batches_per_epoch * bs
+            ),
+            collate_fn=collate,
+            num_workers=cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+            worker_init_fn=ignore_stop_signals,
+            # its own stream for the workers' base seed: drawing it from the global one would make a resumed run
+            # draw other masks than the uninterrupted run (the items have their own streams, see SeededItems)
+            generator=torch.Generator().manual_seed(tc.seed),
+        )
+        batches = iter(loader)
+        fetch = until_stopped(batches, stop)
+        with stop.installed():
+            while state.epoch < tc.epochs and self.stopped_by is None:
+                skip = state.batch_in_epoch
+                self.sums = (
+                    {k: torch.tensor(v, device=self.device) for k, v in state.epoch_sums.items()}
+                    if skip
+                    else {}
+                )
+                self.n_sums = state.epoch_good_steps if skip else 0
+                quiet = {} if self.main else {"disable": True}  # rank 0 leaves it to tqdm (and TQDM_DISABLE)
+                self.bar = tqdm(
+                    total=self.batches_per_epoch,
+                    initial=skip,
+                    desc=f"epoch {state.epoch}",
+                    leave=False,
+                    dynamic_ncols=True,
+                    **quiet,
+                )
+                last_batch = None
+                self.micro = 0
+                for batch in itertools.islice(fetch, max(0, self.batches_per_epoch - skip)):
+                    if D.any_rank(
+                        stop.signal is not None
+                    ):  # before a step: one in the last step ends the epoch
+                        self.stopped_by = (
+                            signal.Signals(stop.signal).name if stop.signal else "a signal to another rank"
                         )
-                    if state.step % tc.log_every == 0 or state.step == 1:
-                        last_terms = D.mean_over_ranks(detached)  # the global batch's terms
-                        record = {
-                            "step": state.step,
-                            "epoch": epoch,
-                            "lr": optimizer.param_groups[0]["lr"],
-                            **last_terms,
-                        }
-                        record["grad_norm"] = float(grad_norm)
-                        record["bad_steps"] = state.bad_steps
-                        log.write(record)
-                        bar.set_postfix(loss=f"{last_terms['total']:.4f}", lr=f"{record['lr']:.2e}")
-                state.batch_in_epoch += 1
-                bar.update(1)
-            bar.close()
-            last_step_at = None  # the next epoch's first interval would include this epoch's end
-            if stopped_by is not None:
-                save("checkpoint-last.pth")
-                if main:
-                    print(f"{stopped_by}: checkpoint saved at step {state.step}; continue with --resume")
-                break
-            means = {k: v / max(n_sums, 1) for k, v in D.mean_over_ranks(sums).items()}
-            state.history.append({"epoch": epoch, **means})
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            if main:
-                summary = " ".join(f"{k}={v:.4f}" for k, v in means.items())
-                print(f"epoch {epoch}: {summary}")
-            if hooks.on_epoch_end is not None and last_batch is not None:
-                with D.gathered(raw_model) as full:  # under FSDP a collective, the full model on rank 0
-                    if main:
-                        hooks.on_epoch_end(epoch, full, last_batch, log)
-            if state.epoch % tc.ckpt_every == 0 or state.epoch == tc.epochs:
-                save(f"checkpoint-{state.epoch}.pth")
-                save_due = False
-                if main:  # the same state: a second name for the file, not a second write (or FSDP gather)
-                    atomic_link(out_dir / f"checkpoint-{state.epoch}.pth", out_dir / "checkpoint-last.pth")
-                    rotate_checkpoints(out_dir, tc.keep_checkpoints)
-            D.barrier()
-    del fetch, batches  # stops the loader's workers
-    log.close()
-    end = time.time()
-    results: dict[str, Any] = {
-        "epochs": state.epoch,
-        "steps": state.step,
-        "bad_steps": state.bad_steps,
-        "wall_time_s": round(end - t0, 1),
-        # after the first step, data loading and checkpoint writes included
-        "s_per_step": (
-            round((end - first_step[0]) / (state.step - first_step[1]), 4)
-            if first_step and state.step > first_step[1]
-            else None
-        ),
-        "step_time_median_s": round(float(np.median(intervals)), 4) if intervals else None,
-        "peak_memory_gib": (
-            round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
-        ),
-        "final_terms": state.history[-1] if state.history else last_terms,
-        "history": state.history,
-        "global_batch": global_batch,
-        "peak_lr": peak_lr,
-        "device": str(device),
-        "world_size": D.world_size(),
-        "stopped_by": stopped_by,
-    }
-    if bad_videos is not None:
-        results["skipped_files"] = list(bad_videos.files)
-    if hooks.on_end is not None and stopped_by is None:
-        with D.gathered(raw_model) as full:
-            if main:
-                results.update(hooks.on_end(full, state))
-    return results
+                        break
+                    if self.save_due:  # where a SIGTERM would save: between steps, before this batch's step
+                        self.save("checkpoint-last.pth")
+                        self.save_due = False
+                    if bad_videos is not None:
+                        bad_videos.update(batch.get("skipped", []))
+                        bad_videos.check(len(self.items))
+                    last_batch = _to_device(batch, self.device)
+                    for _ in range(self.repeat_batch):
+                        self.take_step(last_batch)
+                    state.batch_in_epoch += 1
+                    self.bar.update(1)
+                self.bar.close()
+                self.last_step_at = None  # the next epoch's first interval would include this epoch's end
+                if self.stopped_by is not None:
+                    self.save("checkpoint-last.pth")
+                    if self.main:
+                        print(
+                            f"{self.stopped_by}: checkpoint saved at step {state.step}; continue with --resume"
+                        )
+                    break
+                self.end_epoch(hooks, last_batch)
+        del fetch, batches  # stops the loader's workers
+        self.log.close()
+        results = self.results()
+        if bad_videos is not None:
+            results["skipped_files"] = list(bad_videos.files)
+        if hooks.on_end is not None and self.stopped_by is None:
+            with D.gathered(self.raw_model) as full:
+                if self.main:
+                    results.update(hooks.on_end(full, state))
+        return results
+
+    def take_step(self, batch: dict[str, Any]) -> None:
+        """One micro-step of ``batch``; on the last of ``optim.accum_steps``, the optimiser step (or its skip when
+        not finite), the step's timing, the epoch sums and ``metrics.jsonl``."""
+        state, tc, cfg = self.state, self.cfg.train, self.cfg
+        self.micro += 1
+        sync = self.micro % cfg.optim.accum_steps == 0
+        terms = self.step.backward(batch, sync)
+        if not sync:
+            return
+        lr = lr_at(state.step, self.total_steps, self.warmup, self.peak_lr, cfg.optim.min_lr)
+        ok, grad_norm = self.step.update(terms["total"], lr)
+        if ok:
+            state.consecutive_bad = 0
+        else:
+            state.bad_steps += 1
+            state.consecutive_bad += 1
+        state.step += 1
+        self.save_due = self.save_due or (tc.ckpt_every_steps > 0 and state.step % tc.ckpt_every_steps == 0)
+        now = time.time()
+        if self.first_step is None:
+            self.first_step = (now, state.step)
+        elif self.last_step_at is not None:
+            self.intervals.append(now - self.last_step_at)
+        self.last_step_at = now
+        detached = {k: v.detach().float() for k, v in terms.items()}
+        if ok:
+            for k, v in detached.items():
+                self.sums[k] = self.sums.get(k, 0.0) + v
+            self.n_sums += 1
+        if not ok and state.consecutive_bad >= tc.max_bad_steps:
+            self.save("checkpoint-last.pth")
+            bad = {k: float(v) for k, v in detached.items()}
+            raise NonFiniteLossError(
+                f"{state.consecutive_bad} consecutive non-finite steps, the last at step {state.step} "
+                f"(epoch {state.epoch}); loss terms {bad}; checkpoint saved to "
+                f"{self.out_dir / 'checkpoint-last.pth'}"
+            )
+        if state.step % tc.log_every == 0 or state.step == 1:
+            self.last_terms = D.mean_over_ranks(detached)  # the global batch's terms
+            record = {
+                "step": state.step,
+                "epoch": state.epoch,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **self.last_terms,
+            }
+            record["grad_norm"] = float(grad_norm)
+            record["bad_steps"] = state.bad_steps
+            self.log.write(record)
+            self.bar.set_postfix(loss=f"{self.last_terms['total']:.4f}", lr=f"{record['lr']:.2e}")
+
+    def end_epoch(self, hooks: Hooks, last_batch: dict[str, Any] | None) -> None:
+        """The epoch's mean terms into the history, the task's hook, the epoch checkpoint."""
+        state, tc = self.state, self.cfg.train
+        epoch = state.epoch
+        means = {k: v / max(self.n_sums, 1) for k, v in D.mean_over_ranks(self.sums).items()}
+        state.history.append({"epoch": epoch, **means})
+        state.epoch += 1
+        state.batch_in_epoch = 0
+        if self.main:
+            summary = " ".join(f"{k}={v:.4f}" for k, v in means.items())
+            print(f"epoch {epoch}: {summary}")
+        if hooks.on_epoch_end is not None and last_batch is not None:
+            with D.gathered(self.raw_model) as full:  # under FSDP a collective, the full model on rank 0
+                if self.main:
+                    hooks.on_epoch_end(epoch, full, last_batch, self.log)
+        if state.epoch % tc.ckpt_every == 0 or state.epoch == tc.epochs:
+            self.save(f"checkpoint-{state.epoch}.pth")
+            self.save_due = False
+            if self.main:  # the same state: a second name for the file, not a second write (or FSDP gather)
+                last = self.out_dir / "checkpoint-last.pth"
+                atomic_link(self.out_dir / f"checkpoint-{state.epoch}.pth", last)
+                rotate_checkpoints(self.out_dir, tc.keep_checkpoints)
+        D.barrier()
+
+    def results(self) -> dict[str, Any]:
+        state, end, first = self.state, time.time(), self.first_step
+        return {
+            "epochs": state.epoch,
+            "steps": state.step,
+            "bad_steps": state.bad_steps,
+            "wall_time_s": round(end - self.t0, 1),
+            # after the first step, data loading and checkpoint writes included
+            "s_per_step": (
+                round((end - first[0]) / (state.step - first[1]), 4)
+                if first and state.step > first[1]
+                else None
+            ),
+            "step_time_median_s": round(float(np.median(self.intervals)), 4) if self.intervals else None,
+            "peak_memory_gib": (
+                round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
+                if self.device.type == "cuda"
+                else None
+            ),
+            "final_terms": state.history[-1] if state.history else self.last_terms,
+            "history": state.history,
+            "global_batch": self.global_batch,
+            "peak_lr": self.peak_lr,
+            "device": str(self.device),
+            "world_size": D.world_size(),
+            "stopped_by": self.stopped_by,
+        }
