@@ -242,3 +242,59 @@ def test_presampled_images_travel_beside_the_frames(tmp_path):
     for c in range(2):
         v1 = _frame_numbers(batch["video1"][c].permute(1, 0, 2, 3))
         assert v1[int(batch["frame_index1"][c, 0])] == 17  # the pre-sampled frame sits on its slot
+
+
+def _clips(seed: int, B: int = 12, size: int = S) -> torch.Tensor:
+    """B random clips (B, T, 3, S, S) uint8 whose frames differ a little (so per-frame statistics differ)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(0, 256, (B, 1, 3, size, size), generator=g)
+    noise = torch.randint(-8, 8, (B, T, 3, size, size), generator=g)
+    return (base + noise).clamp(0, 255).to(torch.uint8)
+
+
+COLOUR_SPECS = [
+    ("rand-m9-n2-mstd0.5", 0.4, 0.1),
+    ("rand-m5-n1-mstd0.5", 0.4, 0.0),
+    ("rand-m10-n3", 0.0, 0.0),
+    ("", 0.4, 0.2),  # ColorJitter only, with hue
+    ("", 0.0, 0.1),  # hue only
+]
+
+
+@pytest.mark.parametrize(("randaugment", "jitter", "hue"), COLOUR_SPECS)
+def test_batched_colour_is_the_per_clip_loop(randaugment, jitter, hue):
+    """``DeviceAugment.colour`` draws what ``PretrainTransforms.colour`` draws clip by clip, in the same order,
+    and gives the same pixels (bit for bit), leaving the generator where the loop leaves it."""
+    cfg = _aug_cfg(f"aug.randaugment='{randaugment}'", f"aug.color_jitter={jitter}", f"aug.hue={hue}")
+    augment = DeviceAugment(cfg)
+    for seed in range(4):
+        video = _clips(seed)
+        torch.manual_seed(seed)
+        want = torch.stack([augment.tf.colour(clip) for clip in video])
+        after = torch.rand(2)
+        torch.manual_seed(seed)
+        got = augment.colour(video)
+        assert torch.equal(got, want), (seed, int((got.int() - want.int()).abs().max()))
+        assert torch.equal(torch.rand(2), after)
+    assert torch.equal(video, _clips(3)), "the input is left as it was"
+
+
+def test_batched_colour_covers_every_randaugment_op_and_shares_draws_across_frames():
+    cfg = _aug_cfg("aug.randaugment='rand-m9-n3-mstd0.5'", "aug.color_jitter=0.4", "aug.hue=0.1")
+    augment = DeviceAugment(cfg)
+    video = _clips(7, B=48)
+    torch.manual_seed(7)
+    drawn = []
+    for _ in range(48):  # the draws of the 48 clips, in the loop's order
+        drawn += augment.tf.randaug.draw(S, S)
+        augment.tf.jitter.make_params([])
+    assert {op for op, _ in drawn} == set(augment.tf.randaug.by_magnitude[0]._AUGMENTATION_SPACE)
+    assert {m > 0 for op, m in drawn if op == "Rotate"} == {True, False}  # both signs
+    torch.manual_seed(7)
+    want = torch.stack([augment.tf.colour(clip) for clip in video])
+    torch.manual_seed(7)
+    assert torch.equal(augment.colour(video), want)
+    static = video[:, :1].expand_as(video).contiguous()  # a clip of one repeated frame stays one
+    torch.manual_seed(7)
+    out = augment.colour(static)
+    assert torch.equal(out, out[:, :1].expand_as(out))

@@ -9,8 +9,9 @@ that batch on the model's device, gives exactly the inputs of the CPU path: ``vi
 
 Random parameters come from the CPU path's own torchvision v2 transforms (:class:`PretrainTransforms`), one set
 per clip, shared by its frames: crop boxes from ``RandomResizedCrop.make_params`` inside each frame's own
-(unpadded) size, one flip for both views (the motion keeps its direction), RandAugment and ColorJitter applied
-to each view-2 clip (T, 3, S, S) on the device, the erasing box from ``RandomErasing.make_params``; each
+(unpadded) size, one flip for both views (the motion keeps its direction), RandAugment and ColorJitter drawn
+per view-2 clip and applied to the batch at once (:meth:`DeviceAugment.colour`, the same pixels as
+``PretrainTransforms.colour`` clip by clip), the erasing box from ``RandomErasing.make_params``; each
 sampled frame gets its own image crop and flip. The crop + resize of every clip and image of the batch is one
 ``torchvision.ops.roi_align`` per input (bilinear, averaging ceil(box / S)^2 samples per output pixel when it
 shrinks; the CPU path's image crop is bicubic). Every draw comes from the CPU generator, seeded per step from
@@ -25,13 +26,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.functional import conv2d
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.ops import roi_align
+from torchvision.transforms.v2 import functional as TF
+from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_grayscale_image, _rgb_to_hsv
 
 from ..config import Config
 from .transforms import PretrainTransforms, normalize
 
 Batch = dict[str, Any]
+# an op on clips (n, T, 3, S, S) uint8 (None: left as they are), the clips it applies to, two values per clip
+Action = tuple[Callable | None, list[int], list[tuple[float, float]]]
 ROW_KEYS = ("rows1", "rows2", "image_rows")  # per clip: rows of the pool that make view 1, view 2, the images
 
 
@@ -141,7 +147,7 @@ class DeviceAugment:
         fpool = pool.float()  # roi_align interpolates floats
         video1 = self.flip(self.crop(fpool, rows1, box1), flips)  # (B, T, 3, S, S), 0..255
         video2 = self.crop(fpool, rows2, box2).round_().clamp_(0, 255).to(torch.uint8)
-        video2 = torch.stack([tf.colour(clip) for clip in self.flip(video2, flips)])  # per clip (T, 3, S, S)
+        video2 = self.colour(self.flip(video2, flips))
         video2 = self.erase(normalize(video2, self.mean, self.std))
         images = self.flip(self.crop(fpool, image_rows, image_box), image_flips)  # (B, F, 3, S, S)
         return {
@@ -149,6 +155,76 @@ class DeviceAugment:
             "video2": video2.transpose(1, 2).contiguous(),
             "images": normalize(images, self.mean, self.std),
         }
+
+    def colour(self, video: torch.Tensor) -> torch.Tensor:
+        """View 2's RandAugment and ColorJitter on a batch (B, T, 3, S, S) uint8, batched.
+
+        The same draws, from the same generator and in the same order, as :meth:`PretrainTransforms.colour`
+        called on each clip in turn, and the same pixels; each op then runs once on all the clips that drew
+        it, with per-clip parameters (RandAugment step by step, ColorJitter position by position of its
+        drawn order). Rotations, shears, translations, equalize and autocontrast run once per distinct
+        magnitude, through torchvision's own RandAugment code. All indices and factors reach the device in
+        one copy each.
+        """
+        tf, (B, _, _, H, W) = self.tf, video.shape
+        if B == 0 or (tf.randaug is None and tf.jitter is None):
+            return video
+        drawn, jitter = [], []
+        for _ in range(B):  # the per-clip order: a clip's RandAugment draws, then its ColorJitter draws
+            drawn.append(tf.randaug.draw(H, W) if tf.randaug is not None else [])
+            jitter.append(tf.jitter.make_params([]) if tf.jitter is not None else None)
+        # per RandAugment op, then per position of ColorJitter's drawn order: a partition of the clips
+        stages: list[list[Action]] = []
+        for step in range(len(drawn[0])):
+            groups: dict[Any, list[int]] = {}
+            for c, ops in enumerate(drawn):
+                op, m = ops[step]
+                key = None if op == "Identity" else op if op in RANDAUG_PER_CLIP else (op, m)
+                groups.setdefault(key, []).append(c)
+            stages.append([])
+            for key, clips in groups.items():
+                if key in RANDAUG_PER_CLIP:
+                    kernel, params = RANDAUG_PER_CLIP[key]
+                    stages[-1].append((kernel, clips, [params(drawn[c][step][1]) for c in clips]))
+                else:
+                    stages[-1].append((key and self.randaug_op(*key), clips, [(0.0, 0.0)] * len(clips)))
+        for k in range(4 if jitter[0] is not None else 0):
+            stages.append([])
+            for j, (name, kernel, params) in enumerate(JITTER):
+                clips = [c for c, p in enumerate(jitter) if int(p["fn_idx"][k]) == j]
+                if clips and jitter[0][name] is not None:  # a factor is None for every clip or for none
+                    stages[-1].append((kernel, clips, [params(jitter[c][name]) for c in clips]))
+                elif clips:
+                    stages[-1].append((None, clips, [(0.0, 0.0)] * len(clips)))
+        # every index (each stage's groups, then the permutation that puts its clips back) and every per-clip
+        # value, moved to the device at once
+        order = [[c for _, clips, _ in stage for c in clips] for stage in stages]
+        index = [i for o in order for i in (*o, *np.argsort(o).tolist())]
+        index = to_device(torch.tensor(index), video.device)
+        values = [v for stage in stages for _, _, vals in stage for v in vals]
+        values = to_device(torch.tensor(values, dtype=torch.float32).view(-1, 2, 1, 1, 1, 1), video.device)
+        x, i, j = video, 0, 0
+        for stage in stages:
+            parts = []
+            for kernel, clips, _ in stage:
+                n = len(clips)
+                sub = x if n == B else x.index_select(0, index[i : i + n])
+                parts.append(sub if kernel is None else kernel(sub, *values[j : j + n].unbind(1)))
+                i, j = i + n, j + n
+            x = parts[0] if len(parts) == 1 else torch.cat(parts).index_select(0, index[i : i + B])
+            i += B
+        return x
+
+    def randaug_op(self, op: str, magnitude: float) -> Callable:
+        """One RandAugment op at one magnitude on clips (n, T, 3, H, W), by torchvision's RandAugment."""
+        ra = self.tf.randaug.by_magnitude[0]
+
+        def kernel(x: torch.Tensor, *_) -> torch.Tensor:
+            return ra._apply_image_or_video_transform(
+                x, op, magnitude, interpolation=ra.interpolation, fill=ra._fill
+            )
+
+        return kernel
 
     @staticmethod
     def box(crop, size) -> tuple[int, int, int, int]:
@@ -197,6 +273,88 @@ class DeviceAugment:
         xs = ys.view(1, 1, S)
         inside = (ys >= i) & (ys < i + h) & (xs >= j) & (xs < j + w)  # (B, S, S)
         return video.masked_fill(inside[:, None, None], 0.0)
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device`` without making the host wait for the device's queued work."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+
+
+# Colour ops with one parameter per clip, as torchvision's tensor kernels compute them with one parameter per
+# call: x (n, T, 3, H, W) uint8; f, a (n, 1, 1, 1, 1) float32 per clip, the factor and, for the blends, the
+# 1 - factor that torchvision computes in double precision. torchvision's blend x·f + y·(1 - f) is
+# ``x.mul(f).add_(y, alpha=1 - f)``, one fused multiply-add after the product, which ``addcmul`` is too;
+# clamping and the cast to uint8 (truncation) follow it.
+def _blend(x: torch.Tensor, y: torch.Tensor, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    return torch.addcmul(x.mul(f), y, a).clamp_(0, 255).to(torch.uint8)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return _rgb_to_grayscale_image(x, num_output_channels=1, preserve_dtype=False).floor_()
+
+
+def brightness(x: torch.Tensor, f: torch.Tensor, _=None) -> torch.Tensor:
+    return x.mul(f).clamp_(0, 255).to(torch.uint8)
+
+
+def saturation(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    return _blend(x, _gray(x), f, a)
+
+
+def contrast(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    return _blend(x, _gray(x).mean(dim=(-3, -2, -1), keepdim=True), f, a)  # each frame's own mean
+
+
+def sharpness(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``adjust_sharpness``: the inner pixels blended with a rounded 3x3 blur."""
+    H, W = x.shape[-2:]
+    if H <= 2 or W <= 2:
+        return x
+    w, c = 1.0 / 13.0, 5.0 / 13.0
+    kernel = torch.tensor([[w, w, w], [w, c, w], [w, w, w]], device=x.device).expand(3, 1, 3, 3)
+    out = x.to(torch.float32, copy=True)
+    blurred = conv2d(out.view(-1, 3, H, W), kernel, groups=3).round_().view(*x.shape[:-2], H - 2, W - 2)
+    inner = out[..., 1:-1, 1:-1]
+    inner.addcmul_(blurred.sub_(inner), a)
+    return out.clamp_(0, 255).to(torch.uint8)
+
+
+def hue(x: torch.Tensor, f: torch.Tensor, _=None) -> torch.Tensor:
+    """torchvision's ``adjust_hue``: the hue channel shifted by each clip's factor in HSV."""
+    h, s, v = _rgb_to_hsv(TF.to_dtype(x, torch.float32, scale=True)).unbind(dim=-3)
+    h.add_(f[..., 0]).remainder_(1.0)
+    return TF.to_dtype(_hsv_to_rgb(torch.stack((h, s, v), dim=-3)), torch.uint8, scale=True)
+
+
+def solarize(x: torch.Tensor, threshold: torch.Tensor, _=None) -> torch.Tensor:
+    return torch.where(x >= threshold, x.bitwise_not(), x)  # compared in float32, as with a Python threshold
+
+
+def posterize(x: torch.Tensor, mask: torch.Tensor, _=None) -> torch.Tensor:
+    return x & mask.to(torch.uint8)
+
+
+def _bits_mask(bits: int) -> int:
+    return 255 if bits >= 8 else ((1 << bits) - 1) << (8 - bits)
+
+
+# RandAugment ops batched over magnitudes: kernel, and the per-clip values from the signed magnitude, computed
+# as torchvision's RandAugment computes its arguments
+RANDAUG_PER_CLIP: dict[str, tuple[Callable, Callable[[float], tuple[float, float]]]] = {
+    "Brightness": (brightness, lambda m: (1.0 + m, 0.0)),
+    "Color": (saturation, lambda m: (1.0 + m, 1.0 - (1.0 + m))),
+    "Contrast": (contrast, lambda m: (1.0 + m, 1.0 - (1.0 + m))),
+    "Sharpness": (sharpness, lambda m: (1.0 + m, 1.0 - (1.0 + m))),
+    "Solarize": (solarize, lambda m: (255 * m, 0.0)),
+    "Posterize": (posterize, lambda m: (float(_bits_mask(int(m))), 0.0)),
+}
+# ColorJitter's ops in the order of its fn_idx: the factor's name in ``make_params``, kernel, per-clip values
+JITTER: tuple[tuple[str, Callable, Callable[[float], tuple[float, float]]], ...] = (
+    ("brightness_factor", brightness, lambda f: (f, 0.0)),
+    ("contrast_factor", contrast, lambda f: (f, 1.0 - f)),
+    ("saturation_factor", saturation, lambda f: (f, 1.0 - f)),
+    ("hue_factor", hue, lambda f: (f, 0.0)),
+)
 
 
 def pretrain_inputs(cfg: Config) -> Callable[[Batch], Batch]:

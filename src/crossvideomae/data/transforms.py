@@ -47,11 +47,30 @@ class RandAugmentClip:
             v2.RandAugment(num_ops=self.num_ops, magnitude=m, num_magnitude_bins=11) for m in range(11)
         ]
 
+    def draw_magnitude(self) -> int:
+        """This clip's magnitude: N(m, mstd) rounded into 0..10 when ``mstd`` > 0 (one draw)."""
+        if self.std <= 0:
+            return self.magnitude
+        return int(round(min(max(torch.normal(float(self.magnitude), self.std, ()).item(), 0.0), 10.0)))
+
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        m = self.magnitude
-        if self.std > 0:
-            m = int(round(min(max(torch.normal(float(m), self.std, ()).item(), 0.0), 10.0)))
-        return self.by_magnitude[m](clip)
+        return self.by_magnitude[self.draw_magnitude()](clip)
+
+    def draw(self, height: int, width: int) -> list[tuple[str, float]]:
+        """The (op, signed magnitude) pairs that ``__call__`` would apply to a clip of this size, drawn from the
+        same generator in the same order (the magnitude, then per op torchvision's op index and sign)."""
+        ra = self.by_magnitude[self.draw_magnitude()]
+        ops = []
+        for _ in range(ra.num_ops):
+            op, (magnitudes_fn, signed) = ra._get_random_item(ra._AUGMENTATION_SPACE)
+            magnitudes = magnitudes_fn(ra.num_magnitude_bins, height, width)
+            magnitude = 0.0
+            if magnitudes is not None:
+                magnitude = float(magnitudes[ra.magnitude])
+                if signed and torch.rand(()) <= 0.5:
+                    magnitude *= -1
+            ops.append((op, magnitude))
+        return ops
 
 
 def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
