@@ -37,14 +37,22 @@ import itertools
 import torch
 import torch.nn as nn
 
+from crossvideomae import perf
 from crossvideomae.config import Config
 from crossvideomae.engine.optim import build_adamw, param_groups, scaled_lr
 from crossvideomae.losses import CrossVideoMAELoss
 from crossvideomae.models import build_model
 from crossvideomae.models.crossvideomae import Outputs
-from crossvideomae.tasks import bench
 
 SIDE_WORK = ("image", "targets", "optimizer", "views")
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> None:
+    """Clip (if set), AdamW, free the gradients: no host synchronisation (inside a captured graph)."""
+    if clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _adamw(model: nn.Module, cfg: Config, device: torch.device, keep) -> torch.optim.AdamW | None:
@@ -116,8 +124,8 @@ def whole_graph_step(
     warmup: int = 3,
     compile: bool = True,
     stages: int = 1,
-) -> tuple[bench.Step, nn.Module]:
-    """The training step of ``bench.pretrain_step`` as one hand-captured CUDA graph (captured at the first call,
+) -> tuple[perf.Step, nn.Module]:
+    """The training step of ``tasks.pretrain.pretrain_step`` as one hand-captured CUDA graph (captured at the first call,
     after ``warmup`` runs that compile and autotune); ``side`` (a subset of :data:`SIDE_WORK`) runs on second
     streams. The first batch's tensors become the graph's inputs; later batches are copied into them. On a CPU
     the same step runs without streams or graph (the tests compare it with the package's step there)."""
@@ -138,11 +146,12 @@ def whole_graph_step(
     opt_stages = [_adamw(model, cfg, device, lambda p, r=region: p in r) for region in staged]
     in_stages = set().union(*staged)
     opt_rest = _adamw(model, cfg, device, lambda p: p not in early and p not in in_stages)
-    autocast = bench.autocast_for(cfg, device)
+    bf16 = device.type == "cuda" and cfg.train.precision == "bf16"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     compiled = torch.compile if compile else (lambda fn: fn)
 
-    def untargeted(out: dict) -> dict:  # without the targets: Inductor drops their computation
-        return {k: x for k, x in out.items() if k != "target"}
+    def untargeted(out: Outputs) -> dict:  # without the targets: Inductor drops their computation
+        return {k: x for k, x in vars(out).items() if k not in ("target", "h_f")}
 
     def loss(video1, video2, target, h_f):  # video2 None: video1 holds both views
         video = video1 if video2 is None else {k: torch.cat([video1[k], video2[k]]) for k in video1}
@@ -163,7 +172,7 @@ def whole_graph_step(
         if cuda:
             a.wait_stream(b)
 
-    def train_step(b: bench.Batch) -> torch.Tensor:
+    def train_step(b: perf.Batch) -> torch.Tensor:
         main = torch.cuda.current_stream(device) if cuda else None
         wait(stream, main)  # fork
         wait(view_stream, main)
@@ -189,11 +198,11 @@ def whole_graph_step(
             wait(stream, main)
             with on(stream):
                 h_f.backward(grads[0])
-                bench.optimizer_step(model.image_encoder, opt_image, 0.0)
+                _optimizer_step(model.image_encoder, opt_image, 0.0)
             torch.autograd.backward(outs[1:], grads[1:])
         else:
             total.backward()
-        bench.optimizer_step(model, opt_rest, cfg.optim.clip_grad)
+        _optimizer_step(model, opt_rest, cfg.optim.clip_grad)
         wait(main, stream)  # join: the graph ends on the capture stream
         wait(main, view_stream)
         for opt in opt_stages:  # freed only after the join: the side stream's AdamW read these gradients
@@ -209,7 +218,7 @@ def whole_graph_step(
         return train_step, model
     state: dict = {}
 
-    def step(batch: bench.Batch) -> torch.Tensor:
+    def step(batch: perf.Batch) -> torch.Tensor:
         if not state:
             static = dict(batch)
             warm = torch.cuda.Stream(device)  # warm-up off the default stream, as capture requires

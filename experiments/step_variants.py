@@ -27,8 +27,9 @@ import torch
 from fused_mlp import use_fused_mlp
 from overlap_step import SIDE_WORK, whole_graph_step
 
+from crossvideomae import perf
 from crossvideomae.config import load_config
-from crossvideomae.tasks import bench
+from crossvideomae.tasks.pretrain import pretrain_step, random_batch
 
 BASE = ["mask.video_ratio=0.9", "mask.image_ratio=0.9", "data.batch_size=32", "train.device=cuda"]
 SIDE = {"graph_whole": (), "graph_image": ("image",), "graph_overlap": ("image", "targets", "optimizer")}
@@ -44,7 +45,9 @@ def build(name: str, device: torch.device):
         side = SIDE["graph_overlap"] if stages > 1 else SIDE.get(base, SIDE_WORK)  # graph_views: all
         step, model = whole_graph_step(cfg, device, side, stages=stages)
         return step, model, cfg
-    step, model = bench.pretrain_step(cfg, device, compile_loss=True, cuda_graphs=base != "compile_fused")
+    cfg.train.cuda_graphs = base != "compile_fused"
+    step = pretrain_step(cfg.validate(), device)
+    model = step.raw_model
     if base.endswith("_fused"):  # before the first call, where compiling happens
         use_fused_mlp(model)
     elif base != "cudagraphs":
@@ -57,23 +60,23 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda")
     res: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "variants": {}}
-    res["ceiling_tflops"] = bench.matmul_ceiling(device)
+    res["ceiling_tflops"] = perf.matmul_ceiling(device)
     for name in sys.argv[2:]:
         t0 = time.time()
         torch.compiler.reset()
         torch.cuda.empty_cache()
         try:
             step, model, cfg = build(name, device)
-            batches = [bench.random_batch(cfg, device)]
-            r = bench.measure(step, batches, 3, 15, device)
-            r = bench.summarise(r, bench.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
+            batches = [random_batch(cfg, device)]
+            r = perf.measure(step, batches, 3, 15, device)
+            r = perf.summarise(r, perf.pretrain_flops(cfg), cfg.data.batch_size, res["ceiling_tflops"])
             probes = [next(model.video_encoder.parameters()), next(model.image_encoder.parameters())]
             before = [p.detach().clone() for p in probes]
             r["loss"] = float(step(batches[0]))  # a replay trains: the loss is finite, both branches move
             r["weights_moved"] = all(bool((p != b).any()) for p, b in zip(probes, before, strict=True))
             if not os.environ.get("NO_PROFILE"):
                 profile = out_dir / f"profile_{name}.txt"
-                r.update(bench.profile_steps(step, batches[0], 3, device, profile, top=25))
+                r.update(perf.profile_steps(step, batches[0], 3, device, profile, top=25))
             r["seconds"] = time.time() - t0
             res["variants"][name] = r
             del step, model, batches

@@ -23,7 +23,7 @@ from crossvideomae.engine.checkpoint import (
     save_checkpoint,
 )
 from crossvideomae.files import atomic_link, atomic_write
-from crossvideomae.models import CrossVideoMAE, ImageEncoder, VideoEncoder
+from crossvideomae.models import ImageEncoder, VideoEncoder, build_model
 from crossvideomae.weights import load_pretrained, model_config_from_checkpoint, save_weights
 
 
@@ -133,14 +133,14 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 @pytest.mark.parametrize("pos_embed", ["sincos", "separable"])
 def test_our_training_checkpoint_loads_every_part(tmp_path, tiny_cfg, pos_embed):
     cfg = dataclasses.replace(tiny_cfg, model=dataclasses.replace(tiny_cfg.model, pos_embed=pos_embed))
-    model = CrossVideoMAE(cfg)
+    model = build_model(cfg)
     save_checkpoint(
         tmp_path / "checkpoint-3.pth", {"model": model.state_dict(), "config": to_dict(cfg), "step": 7}
     )
     assert model_config_from_checkpoint(tmp_path / "checkpoint-3.pth") == cfg.model
     assert model_config_from_checkpoint(tmp_path) == cfg.model  # a run folder: its newest checkpoint
 
-    video, image, whole = VideoEncoder(cfg.model), ImageEncoder(cfg.model), CrossVideoMAE(cfg)
+    video, image, whole = VideoEncoder(cfg.model), ImageEncoder(cfg.model), build_model(cfg)
     r = load_pretrained(video, tmp_path / "checkpoint-3.pth", verbose=False)
     assert r.complete and not r.unexpected and _same(video, model.video_encoder)
     assert r.kind == "video" and any(k.startswith("image_encoder.") for k in r.skipped)
@@ -152,18 +152,18 @@ def test_our_training_checkpoint_loads_every_part(tmp_path, tiny_cfg, pos_embed)
 
 
 def test_export_round_trip(tmp_path, tiny_cfg):
-    model = CrossVideoMAE(tiny_cfg)
+    model = build_model(tiny_cfg)
     for module, name in ((model.video_encoder, "video"), (model.image_encoder, "image"), (model, "model")):
         path = save_weights(module, tmp_path / f"{name}.safetensors", tiny_cfg.model)
         assert path.with_suffix(".json").is_file()
         assert model_config_from_checkpoint(path) == tiny_cfg.model
-        fresh = {"video": VideoEncoder, "image": ImageEncoder}.get(name, lambda m: CrossVideoMAE(tiny_cfg))(
+        fresh = {"video": VideoEncoder, "image": ImageEncoder}.get(name, lambda m: build_model(tiny_cfg))(
             tiny_cfg.model
         )
         report = load_pretrained(fresh, path, verbose=False)
         assert report.complete and not report.unexpected and _same(fresh, module)
     # the video encoder export also initialises the video branch of a whole model
-    other = CrossVideoMAE(tiny_cfg)
+    other = build_model(tiny_cfg)
     report = load_pretrained(other, tmp_path / "video.safetensors", "video", verbose=False)
     assert report.complete and _same(other.video_encoder, model.video_encoder)
 
@@ -186,7 +186,7 @@ def test_position_tables_follow_the_target_size(tmp_path, tiny_cfg):
 
 
 def test_convert_command(tmp_path, tiny_cfg):
-    model = CrossVideoMAE(tiny_cfg)
+    model = build_model(tiny_cfg)
     run = tmp_path / "run"
     save_checkpoint(
         run / "checkpoint-1.pth", {"model": model.state_dict(), "config": to_dict(tiny_cfg), "step": 1}

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from crossvideomae.config import Config, ModelConfig
+from crossvideomae.config import Config, MaskConfig, ModelConfig
 from crossvideomae.engine.checkpoint import CheckpointError
 from crossvideomae.models import CrossVideoMAE, ImageEncoder, VideoEncoder, hidden_mask, make_mask
 from crossvideomae.weights import load_pretrained, model_config_from_checkpoint
@@ -222,7 +222,7 @@ def test_videomae_pretrain_reconstruction_matches_reference(tmp_path):
         1,
     )  # no standard ViT is 64 wide: 64-channel heads assumed
     mc = dataclasses.replace(mc, heads=4)
-    model = CrossVideoMAE(dataclasses.replace(Config(), model=mc)).eval()
+    model = CrossVideoMAE(mc, MaskConfig()).eval()
     report = load_pretrained(model, tmp_path / "vmae.pth", "model", verbose=False)
     assert not report.unexpected and not report.mismatched
     assert {k.split(".")[0] for k in report.missing} == {"image_encoder", "image_proj"}
@@ -282,7 +282,7 @@ def test_mae_st_matches_reference_without_cls(tmp_path):
     mc = model_config_from_checkpoint(tmp_path / "st.pyth")
     assert (mc.pos_embed, mc.img_size, mc.num_frames, mc.decoder_heads) == ("separable", 32, T, 16)
     mc = dataclasses.replace(mc, heads=4, decoder_heads=2)
-    model = CrossVideoMAE(dataclasses.replace(Config(), model=mc)).eval()
+    model = CrossVideoMAE(mc, MaskConfig()).eval()
     report = load_pretrained(model, tmp_path / "st.pyth", "model", verbose=False)
     assert not report.unexpected and not report.mismatched
     assert sorted(report.skipped) == ["decoder_embed.bias"]
@@ -405,7 +405,7 @@ def test_mae_st_decoder_predicting_fewer_frames_is_a_shape_mismatch(tmp_path):
     sd = mae_st_state(64, 1, 32, 1, t=2, hw=16, tubelet=2, patch=8, cls=False, pred_t=1)
     torch.save({"model": sd}, tmp_path / "st.pth")
     mc = dataclasses.replace(model_config_from_checkpoint(tmp_path / "st.pth"), heads=4, decoder_heads=2)
-    model = CrossVideoMAE(dataclasses.replace(Config(), model=mc))
+    model = CrossVideoMAE(mc, MaskConfig())
     report = load_pretrained(model, tmp_path / "st.pth", "model", verbose=False)
     assert report.mismatched == [
         "decoder.head.weight: checkpoint (192, 32) vs model (384, 32)",

@@ -20,7 +20,14 @@ from transformers import (
 )
 
 from crossvideomae.config import Config
-from crossvideomae.models import CrossVideoMAE, ImageEncoder, VideoEncoder, hidden_mask, make_mask
+from crossvideomae.models import (
+    CrossVideoMAE,
+    ImageEncoder,
+    VideoEncoder,
+    build_model,
+    hidden_mask,
+    make_mask,
+)
 from crossvideomae.weights import (
     export_hf_videomae,
     load_pretrained,
@@ -69,7 +76,7 @@ def hf_videomae(tmp_path):
 def _ours_from(path) -> CrossVideoMAE:
     mc = model_config_from_checkpoint(path)
     cfg = dataclasses.replace(Config(), model=mc)
-    model = CrossVideoMAE(cfg).eval()
+    model = build_model(cfg).eval()
     report = load_pretrained(model, path, "model", verbose=False)
     assert not report.unexpected and not report.mismatched
     assert all(
@@ -81,7 +88,7 @@ def _ours_from(path) -> CrossVideoMAE:
 def test_hf_videomae_pretraining_equals_ours(hf_videomae):
     hf, path = hf_videomae
     ours = _ours_from(path)
-    assert ours.grid == (2, 4, 4) and ours.video_encoder.heads == 4 and ours.cfg.model.decoder_heads == 2
+    assert ours.grid == (2, 4, 4) and ours.video_encoder.heads == 4 and ours.model_cfg.decoder_heads == 2
     B, N = 3, 32
     video = torch.randn(B, 3, 4, 32, 32)
     ids_keep = make_mask("random", B, ours.grid, 0.75, None)  # (B, 8) sorted
@@ -151,7 +158,7 @@ def _tiny_model() -> CrossVideoMAE:
         cfg.model, size="tiny", width=64, depth=2, heads=4, img_size=32, num_frames=4, patch_size=8,
         embed_dim=32, decoder_depth=2, decoder_heads=2,
     )  # fmt: skip
-    model = CrossVideoMAE(dataclasses.replace(cfg, model=m)).eval()
+    model = CrossVideoMAE(m, cfg.mask).eval()
     _randomise(model)
     with (
         torch.no_grad()
@@ -164,11 +171,11 @@ def _tiny_model() -> CrossVideoMAE:
 
 def test_ours_to_hf_to_ours_is_exact(tmp_path):
     model = _tiny_model()
-    export_hf_videomae(model, model.cfg.model, tmp_path / "hf")
+    export_hf_videomae(model, model.model_cfg, tmp_path / "hf")
     hf = VideoMAEForPreTraining.from_pretrained(tmp_path / "hf").eval()
     hf.decoder.norm.eps = 1e-6
     hf.save_pretrained(tmp_path / "hf2")  # rewritten by transformers itself
-    back = CrossVideoMAE(model.cfg)
+    back = CrossVideoMAE(model.model_cfg, model.mask_cfg)
     report = load_pretrained(back, tmp_path / "hf2", "model", verbose=False)
     assert not report.mismatched and not report.unexpected
     video_side = ("video_encoder.", "video_proj.", "decoder.")
@@ -194,7 +201,7 @@ def test_video_encoder_export_loads_in_videomae_model(tmp_path):
     model = _tiny_model()
     with torch.no_grad():  # a non-zero k bias is dropped on export, and must not change the features
         model.video_encoder.blocks[0].attn.qkv.bias[64:128].normal_()
-    export_hf_videomae(model.video_encoder, model.cfg.model, tmp_path / "enc")
+    export_hf_videomae(model.video_encoder, model.model_cfg, tmp_path / "enc")
     hf = VideoMAEModel.from_pretrained(tmp_path / "enc").eval()
     video = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():

@@ -12,6 +12,7 @@ from conftest import TINY
 from PIL import Image
 
 from crossvideomae.config import load_config
+from crossvideomae.models import build_model
 from crossvideomae.models.crossvideomae import CrossVideoMAE
 from crossvideomae.viz import (
     denormalise,
@@ -39,21 +40,27 @@ class TargetDecoder(nn.Module):
         return self.target
 
 
+NORM = (load_config(None, TINY).data.mean, load_config(None, TINY).data.std)
+
+
 def tiny_model(*overrides: str) -> CrossVideoMAE:
-    return CrossVideoMAE(load_config(None, [*TINY, *overrides])).eval()
+    cfg = load_config(None, [*TINY, *overrides])
+    model = build_model(cfg).eval()
+    model.test_cfg = cfg  # the config the helpers below read
+    return model
 
 
 def clip_in_unit_range(model: CrossVideoMAE, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """A raw clip in [0, 1] and the same clip after the dataset normalisation."""
-    m = model.cfg.model
+    m = model.test_cfg.model
     raw = torch.rand(batch, 3, m.num_frames, m.img_size, m.img_size)
-    mean = torch.tensor(model.cfg.data.mean).view(1, 3, 1, 1, 1)
-    std = torch.tensor(model.cfg.data.std).view(1, 3, 1, 1, 1)
+    mean = torch.tensor(model.test_cfg.data.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(model.test_cfg.data.std).view(1, 3, 1, 1, 1)
     return raw, (raw - mean) / std
 
 
 def pretraining_batch(model: CrossVideoMAE, batch: int = 2) -> dict:
-    m = model.cfg.model
+    m = model.test_cfg.model
     _, video = clip_in_unit_range(model, batch)
     index = torch.arange(batch)[:, None] % m.num_frames
     return {
@@ -76,10 +83,10 @@ def test_identity_decoder_gives_back_the_input(norm_pix, masked):
     rec = reconstruct(model, video, ids_keep)
     assert rec.pred.shape == video.shape
     torch.testing.assert_close(rec.pred, video, atol=1e-4, rtol=1e-4)
-    pixels = denormalise(rec.pred, model.cfg.data.mean, model.cfg.data.std)
+    pixels = denormalise(rec.pred, model.test_cfg.data.mean, model.test_cfg.data.std)
     torch.testing.assert_close(pixels, raw, atol=1e-4, rtol=0)
     # hidden share matches the configured ratio when masked, nothing hidden otherwise
-    expected = model.cfg.mask.video_ratio if masked else 0.0
+    expected = model.mask_cfg.video_ratio if masked else 0.0
     assert rec.hidden.mean().item() == pytest.approx(expected, abs=1 / model.video_encoder.num_tokens)
     torch.testing.assert_close(rec.pasted(), video, atol=1e-4, rtol=1e-4)
 
@@ -139,7 +146,7 @@ def test_reconstruction_grid_size_and_state(tmp_path):
     model = tiny_model().train()
     batch = pretraining_batch(model, batch=3)
     rng = torch.get_rng_state()
-    picture = reconstruction_grid(model, batch, tmp_path / "grid.png", max_clips=2)
+    picture = reconstruction_grid(model, batch, tmp_path / "grid.png", NORM, max_clips=2)
     assert model.training
     assert torch.equal(torch.get_rng_state(), rng)
     t = model.grid[0]
@@ -149,7 +156,7 @@ def test_reconstruction_grid_size_and_state(tmp_path):
         assert png.size == (expected[1], expected[0])
         assert np.array_equal(np.asarray(png.convert("RGB")), picture)
     assert picture.std() > 10  # not a blank canvas
-    again = reconstruction_grid(model, batch, tmp_path / "again.png", max_clips=2)
+    again = reconstruction_grid(model, batch, tmp_path / "again.png", NORM, max_clips=2)
     assert np.array_equal(picture, again)  # fixed picture mask: epochs are comparable
 
 

@@ -14,7 +14,7 @@ from crossvideomae.cli import main
 from crossvideomae.config import SynthConfig, load_config, save_config, to_dict
 from crossvideomae.data.synth import render_video, write_mp4
 from crossvideomae.engine.checkpoint import CheckpointError, save_checkpoint
-from crossvideomae.models import CrossVideoMAE
+from crossvideomae.models import build_model
 from crossvideomae.tasks.visualize import read_clip
 from crossvideomae.viz.grid import CELL_INCHES, DPI, ROWS, clip_panels
 
@@ -34,7 +34,7 @@ def video(tmp_path_factory) -> tuple[Path, np.ndarray]:
 def checkpoint(tmp_path_factory) -> Path:
     cfg = load_config("tiny", SMALL)
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint-last.pth"
-    save_checkpoint(path, {"model": CrossVideoMAE(cfg).state_dict(), "config": to_dict(cfg), "step": 1})
+    save_checkpoint(path, {"model": build_model(cfg).state_dict(), "config": to_dict(cfg), "step": 1})
     return path
 
 
@@ -71,9 +71,7 @@ def test_visualize_cli(tmp_path, video, checkpoint):
 def test_visualize_cli_without_saved_config(tmp_path, video):
     cfg = load_config("tiny", SMALL)
     bare = tmp_path / "weights.pth"
-    save_checkpoint(
-        bare, CrossVideoMAE(cfg).state_dict()
-    )  # a plain state dict: the config comes from --config
+    save_checkpoint(bare, build_model(cfg).state_dict())  # a plain state dict: the config comes from --config
     results = main(
         [
             "visualize",
@@ -99,7 +97,7 @@ def test_visualize_cli_without_saved_config(tmp_path, video):
 def test_visualize_cli_refuses_weights_that_do_not_fit(tmp_path, video):
     cfg = load_config("tiny", SMALL)
     bare = tmp_path / "weights.pth"
-    save_checkpoint(bare, CrossVideoMAE(cfg).state_dict())
+    save_checkpoint(bare, build_model(cfg).state_dict())
     args = [
         "visualize",
         "--config",
@@ -113,7 +111,7 @@ def test_visualize_cli_refuses_weights_that_do_not_fit(tmp_path, video):
     ]
     with pytest.raises(CheckpointError, match="must load whole"):
         main(args)  # the preset's 4 blocks vs the file's 2: half the encoder would stay random
-    state = {k: v for k, v in CrossVideoMAE(cfg).state_dict().items() if not k.startswith("image_encoder.")}
+    state = {k: v for k, v in build_model(cfg).state_dict().items() if not k.startswith("image_encoder.")}
     save_checkpoint(bare, state)  # no image branch (as in a VideoMAE checkpoint): pictures, with a note
     results = main([*args, *SMALL])
     assert results["weights_missing"] and all(
@@ -126,8 +124,8 @@ def test_original_row_shows_the_decoded_video(video, checkpoint):
     path, frames = video
     cfg = load_config("tiny", SMALL)
     clip, ids = read_clip(str(path), cfg, start=-1)
-    model = CrossVideoMAE(cfg).eval()
-    rows, sampled = clip_panels(model, clip[None], clip[None, :, 4])
+    model = build_model(cfg).eval()
+    rows, sampled = clip_panels(model, clip[None], clip[None, :, 4], (cfg.data.mean, cfg.data.std))
     expected = frames[ids].astype(np.float64) / 255
     assert np.abs(rows[0, 0] - expected).mean() < 0.03
     assert np.abs(sampled[0, 0] - expected[4]).mean() < 0.03

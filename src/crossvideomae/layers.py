@@ -21,7 +21,9 @@ __all__ = [
     "TubeletEmbed",
     "LayerNorm",
     "attention_weights",
+    "add_position_table",
     "embed_visible",
+    "position_table",
     "separable_table",
     "sincos_1d",
     "sincos_2d",
@@ -84,6 +86,29 @@ def embed_visible(
     rows = torch.arange(B, device=x.device)[:, None]
     cubes = cubes[rows, :, ti, :, hi, :, wi, :].flatten(2)  # (B, n, C*kt*kh*kw): the weight's order
     return nn.functional.linear(cubes, proj.weight.flatten(1), proj.bias)
+
+
+def add_position_table(module: nn.Module, name: str, kind: str, grid: tuple[int, int, int], dim: int) -> None:
+    """Give ``module`` the position table of a (t, h, w) token grid: ``kind='sincos'``, VideoMAE's fixed 1-D
+    table over all tokens as the non-persistent buffer ``name`` (never stored); ``separable``, learned
+    ``name_spatial`` (1, h*w, dim) and ``name_temporal`` (1, t, dim) tables (SpatioTemporalMAE), truncated-normal
+    initialised. Read it back with :func:`position_table`."""
+    t, h, w = grid
+    if kind == "sincos":
+        module.register_buffer(name, sincos_1d(t * h * w, dim), persistent=False)
+        return
+    spatial, temporal = nn.Parameter(torch.zeros(1, h * w, dim)), nn.Parameter(torch.zeros(1, t, dim))
+    setattr(module, f"{name}_spatial", spatial)
+    setattr(module, f"{name}_temporal", temporal)
+    nn.init.trunc_normal_(spatial, std=0.02)
+    nn.init.trunc_normal_(temporal, std=0.02)
+
+
+def position_table(module: nn.Module, name: str, kind: str) -> torch.Tensor:
+    """The (1, t*h*w, dim) table, time-major, that :func:`add_position_table` gave ``module``."""
+    if kind == "sincos":
+        return getattr(module, name)
+    return separable_table(getattr(module, f"{name}_temporal"), getattr(module, f"{name}_spatial"))
 
 
 def separable_table(temporal: torch.Tensor, spatial: torch.Tensor) -> torch.Tensor:

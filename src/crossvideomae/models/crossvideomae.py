@@ -18,9 +18,9 @@ import torch
 import torch.nn as nn
 from timm.layers import Mlp
 
-from ..config import Config, ModelConfig
+from ..config import Config, MaskConfig, ModelConfig
 from ..fa4 import FA4Attention
-from ..layers import LayerNorm, separable_table, sincos_1d, transformer_blocks
+from ..layers import LayerNorm, add_position_table, position_table, transformer_blocks
 from .masking import hidden_mask, make_mask
 from .vit import ImageEncoder, VideoEncoder, init_weights
 
@@ -73,7 +73,9 @@ class Outputs:
     hidden: torch.Tensor  # (2B, N) bool, True = hidden token
     z_u: torch.Tensor  # (2B, E) video-level embeddings
     z_f: torch.Tensor  # (2B, F, E) frame-level embeddings
-    h_f: torch.Tensor  # (B, F, E) image embeddings of the sampled frames
+    h_f: torch.Tensor | None = (
+        None  # (B, F, E) image embeddings of the sampled frames (None: video branch only)
+    )
 
 
 class Decoder(nn.Module):
@@ -86,13 +88,7 @@ class Decoder(nn.Module):
         self.num_tokens = t * h * w
         self.pos_kind = cfg.pos_embed
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        if cfg.pos_embed == "sincos":
-            self.register_buffer("decoder_pos_embed", sincos_1d(self.num_tokens, dim), persistent=False)
-        else:
-            self.decoder_pos_embed_spatial = nn.Parameter(torch.zeros(1, h * w, dim))
-            self.decoder_pos_embed_temporal = nn.Parameter(torch.zeros(1, t, dim))
-            nn.init.trunc_normal_(self.decoder_pos_embed_spatial, std=0.02)
-            nn.init.trunc_normal_(self.decoder_pos_embed_temporal, std=0.02)
+        add_position_table(self, "decoder_pos_embed", cfg.pos_embed, grid, dim)
         self.blocks = transformer_blocks(
             dim, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.qkv_bias
         )
@@ -104,9 +100,7 @@ class Decoder(nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
 
     def position_table(self) -> torch.Tensor:
-        if self.pos_kind == "sincos":
-            return self.decoder_pos_embed
-        return separable_table(self.decoder_pos_embed_temporal, self.decoder_pos_embed_spatial)
+        return position_table(self, "decoder_pos_embed", self.pos_kind)
 
     def forward(self, emb: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """emb (B, n, E) visible-token embeddings -> predictions (B, N, P) in token order."""
@@ -120,10 +114,13 @@ class Decoder(nn.Module):
 
 
 class CrossVideoMAE(nn.Module):
-    def __init__(self, cfg: Config):
+    """The model of ``model``'s sizes, masking both branches as ``mask`` says, with reconstruction targets
+    normalised as ``norm_pix`` says (``loss.norm_pix``: patch | channel | none)."""
+
+    def __init__(self, model: ModelConfig, mask: MaskConfig, norm_pix: str = "patch"):
         super().__init__()
-        m = cfg.model
-        self.cfg = cfg
+        m = self.model_cfg = model
+        self.mask_cfg, self.norm_pix = mask, norm_pix
         self.video_encoder = VideoEncoder(m)
         self.image_encoder = ImageEncoder(m)
         self.video_proj = nn.Linear(self.video_encoder.width, m.embed_dim, bias=False)  # g_u
@@ -138,17 +135,17 @@ class CrossVideoMAE(nn.Module):
 
     # ------------------------------------------------------------------------------------------- pieces
     def mask_video(self, batch: int, device) -> torch.Tensor:
-        k = self.cfg.mask
+        k = self.mask_cfg
         return make_mask(k.video_type, batch, self.grid, k.video_ratio, device)
 
     def mask_image(self, batch: int, device) -> torch.Tensor:
-        k = self.cfg.mask
+        k = self.mask_cfg
         return make_mask(k.image_type, batch, self.image_encoder.grid, k.image_ratio, device)
 
     def targets(self, videos: torch.Tensor) -> torch.Tensor:
         """Reconstruction targets (B, N, P) with the configured per-patch normalisation."""
         x = patchify(videos.float(), self.tubelet, self.patch)
-        mode = self.cfg.loss.norm_pix
+        mode = self.norm_pix
         if mode == "patch":  # MAE: each patch by its own mean and variance
             mean, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True)
             return (x - mean) / (var + 1e-6).sqrt()
@@ -174,26 +171,25 @@ class CrossVideoMAE(nn.Module):
         video2: torch.Tensor,
         frame_index1: torch.Tensor,
         frame_index2: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
-        """The video branch on both views (as one batch of 2B clips). Returns the fields of :class:`Outputs`
-        except ``h_f``."""
+    ) -> Outputs:
+        """The video branch on both views (as one batch of 2B clips): :class:`Outputs` without ``h_f``."""
         return self.forward_clips(torch.cat([video1, video2]), torch.cat([frame_index1, frame_index2]))
 
-    def forward_clips(self, videos: torch.Tensor, frame_index: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_clips(self, videos: torch.Tensor, frame_index: torch.Tensor) -> Outputs:
         """Clips (B', C, T, H, W) masked, encoded (f_u, g_u) and decoded; frame_index (B', F) the positions of the
-        sampled frames in each clip. Returns pred, target, hidden, z_u, z_f for these clips."""
+        sampled frames in each clip. :class:`Outputs` of these clips without ``h_f``."""
         ids_v = self.mask_video(videos.shape[0], videos.device)  # (B', n)
         emb = self.encode_video(videos, ids_v)  # (B', n, E)
         pred = self.decoder(emb, ids_v)  # (B', N, P)
         t, h, w = self.grid
         slot = frame_index // self.tubelet  # (B', F)
-        return {
-            "pred": pred,
-            "target": self.targets(videos),
-            "hidden": hidden_mask(ids_v, t * h * w),
-            "z_u": self.video_head(emb.mean(dim=1)),
-            "z_f": self.video_head(slice_mean(emb, ids_v, slot, h * w, t)),  # (B', F, E)
-        }
+        return Outputs(
+            pred=pred,
+            target=self.targets(videos),
+            hidden=hidden_mask(ids_v, t * h * w),
+            z_u=self.video_head(emb.mean(dim=1)),
+            z_f=self.video_head(slice_mean(emb, ids_v, slot, h * w, t)),  # (B', F, E)
+        )
 
     def forward_images(self, images: torch.Tensor) -> torch.Tensor:
         """The image branch: sampled frames (B, F, C, H, W) masked and encoded (f_f, g_f) -> h_f (B, F, E)."""
@@ -211,9 +207,11 @@ class CrossVideoMAE(nn.Module):
     ) -> Outputs:
         """video1, video2 (B, C, T, H, W); images (B, F, C, H, W); frame_index1/2 (B, F) frame positions of the
         sampled frames inside each view. The video branch runs (and draws its masks) before the image branch."""
-        video = self.forward_video(video1, video2, frame_index1, frame_index2)
-        return Outputs(**video, h_f=self.forward_images(images))
+        out = self.forward_video(video1, video2, frame_index1, frame_index2)
+        out.h_f = self.forward_images(images)
+        return out
 
 
 def build_model(cfg: Config) -> CrossVideoMAE:
-    return CrossVideoMAE(cfg)
+    """The model of ``cfg.model``, ``cfg.mask`` and ``cfg.loss.norm_pix``."""
+    return CrossVideoMAE(cfg.model, cfg.mask, cfg.loss.norm_pix)

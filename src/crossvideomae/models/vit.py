@@ -15,9 +15,9 @@ from ..layers import (
     LayerNorm,
     PatchEmbed,
     TubeletEmbed,
+    add_position_table,
     embed_visible,
-    separable_table,
-    sincos_1d,
+    position_table,
     sincos_2d,
     transformer_blocks,
 )
@@ -62,20 +62,11 @@ class VideoEncoder(_Encoder):
         self.tubelet_size, self.patch_size = cfg.tubelet_size, cfg.patch_size
         self.pos_kind = cfg.pos_embed
         self.grad_checkpointing = cfg.grad_checkpointing
-        t, h, w = self.grid
-        if cfg.pos_embed == "sincos":
-            self.register_buffer("pos_embed", sincos_1d(self.num_tokens, width), persistent=False)
-        else:
-            self.pos_embed_spatial = nn.Parameter(torch.zeros(1, h * w, width))
-            self.pos_embed_temporal = nn.Parameter(torch.zeros(1, t, width))
-            nn.init.trunc_normal_(self.pos_embed_spatial, std=0.02)
-            nn.init.trunc_normal_(self.pos_embed_temporal, std=0.02)
+        add_position_table(self, "pos_embed", cfg.pos_embed, self.grid, width)
 
     def position_table(self) -> torch.Tensor:
         """(1, N, D), time-major."""
-        if self.pos_kind == "sincos":
-            return self.pos_embed
-        return separable_table(self.pos_embed_temporal, self.pos_embed_spatial)
+        return position_table(self, "pos_embed", self.pos_kind)
 
     def forward_features(self, video: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """video (B, C, T, H, W) -> visible-token features (B, n_keep, D) (all tokens if ids_keep is None)."""

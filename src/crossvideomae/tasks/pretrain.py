@@ -111,9 +111,8 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
 
             m.eval()
             with torch.no_grad():
-                image = reconstruction_grid(
-                    m, inputs(batch), pictures / f"reconstruction-epoch{epoch + 1:04d}.png"
-                )
+                path = pictures / f"reconstruction-epoch{epoch + 1:04d}.png"
+                image = reconstruction_grid(m, inputs(batch), path, (cfg.data.mean, cfg.data.std))
             m.train()
             log.image("reconstruction", image, epoch + 1)
 

@@ -30,7 +30,7 @@ from ..data.decode import open_video
 from ..data.sampling import centre_start, clip_ids
 from ..data.transforms import EvalTransforms
 from ..engine.checkpoint import CheckpointError, load_checkpoint
-from ..models import CrossVideoMAE
+from ..models import build_model
 from ..viz.animation import write_animation
 from ..viz.grid import clip_panels, write_grid
 from ..weights import load_pretrained
@@ -83,7 +83,7 @@ def read_clip(path: str, cfg: Config, start: int) -> tuple[torch.Tensor, list[in
 def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     cfg = checkpoint_config(cfg, saved_config(args.checkpoint), args.overrides)
     save_config(cfg, out_dir / "config.yaml")  # the config the pictures were made with
-    model = CrossVideoMAE(cfg)
+    model = build_model(cfg)
     report = load_pretrained(model, args.checkpoint, kind="model")
     video_branch = ("video_encoder.", "video_proj.", "decoder.")
     if report.mismatched or any(k.startswith(video_branch) for k in report.missing):
@@ -98,7 +98,9 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     T, S = clip.shape[1], clip.shape[-1]
     slot = T // 2  # the sampled frame: the middle of the clip
     video = clip[None].to(device)  # (1, 3, T, S, S)
-    frames, sampled = clip_panels(model, video, video[:, :, slot], args.seed)  # (rows, 1, T, S, S, 3)
+    frames, sampled = clip_panels(
+        model, video, video[:, :, slot], (cfg.data.mean, cfg.data.std), args.seed
+    )  # (rows, 1, T, S, S, 3)
     grid = out_dir / "fig1.png"
     write_grid(frames, sampled, model.tubelet, [slot], grid, frame_ids=ids, compact=args.compact)
     # original | masked | reconstruction | attention over the reconstruction; small clips enlarged

@@ -21,6 +21,7 @@ from .attention import image_attention_map, video_attention_map
 from .png import save_png
 from .reconstruct import denormalise, picture_mask, reconstruct
 
+Norm = tuple[tuple[float, ...], tuple[float, ...]]  # the dataset normalisation: (data.mean, data.std)
 ROWS = ("original", "masked", "reconstruction", "attention", "overlay", "image attention")
 CELL_INCHES, DPI = 1.3, 100
 
@@ -51,14 +52,14 @@ def _thwc(x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def clip_panels(model: CrossVideoMAE, video: torch.Tensor, image: torch.Tensor, seed: int = 0):
+def clip_panels(model: CrossVideoMAE, video: torch.Tensor, image: torch.Tensor, norm: Norm, seed: int = 0):
     """Pictures of one batch, all channels-last in [0, 1].
 
-    video (B, C, T, H, W) and image (B, C, H, W) dataset-normalised. Returns ``frames`` (rows, B, T, H, W, 3)
+    video (B, C, T, H, W) and image (B, C, H, W) normalised with ``norm`` (``data.mean``, ``data.std``). Returns ``frames`` (rows, B, T, H, W, 3)
     for the six rows over every frame of the clip and ``sampled`` (2, B, H, W, 3): the sampled frame and its
     image-branch attention overlay. The mask is :func:`picture_mask` of ``seed``.
     """
-    mean, std = model.cfg.data.mean, model.cfg.data.std
+    mean, std = norm
     B, _, T, H, _ = video.shape
     rec = reconstruct(model, video, picture_mask(model, B, seed))
     original = denormalise(rec.video, mean, std)  # (B, C, T, H, W)
@@ -154,11 +155,11 @@ def write_grid(
 
 
 def reconstruction_grid(
-    model: CrossVideoMAE, batch: dict, path: Path, max_clips: int = 2, seed: int = 0
+    model: CrossVideoMAE, batch: dict, path: Path, norm: Norm, max_clips: int = 2, seed: int = 0
 ) -> np.ndarray:
     """Fig. 1 picture of the first ``max_clips`` clips of a pretraining batch, written to ``path`` (PNG).
 
-    Uses view 1 (``video1``), the first sampled frame (``images[:, 0]``, ``frame_index1[:, 0]``) and a mask drawn
+    ``norm``: the batch's (``data.mean``, ``data.std``). Uses view 1 (``video1``), the first sampled frame (``images[:, 0]``, ``frame_index1[:, 0]``) and a mask drawn
     from ``seed`` (the same at every epoch); the model's train/eval mode and the global RNG are restored
     afterwards. Returns the picture as (H, W, 3) uint8, e.g. for TensorBoard's ``add_image(..., dataformats="HWC")``.
     """
@@ -170,7 +171,7 @@ def reconstruction_grid(
     was_training = model.training
     model.eval()
     try:
-        frames, sampled = clip_panels(model, video, image, seed)
+        frames, sampled = clip_panels(model, video, image, norm, seed)
     finally:
         model.train(was_training)
     return write_grid(frames, sampled, model.tubelet, sampled_slot, path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.crossvideomae import CrossVideoMAE, patchify, unpatchify
-from ..models.masking import hidden_mask, make_mask
+from ..models.masking import hidden_mask
 
 
 @dataclass
@@ -33,7 +33,7 @@ def predicted_pixels(model: CrossVideoMAE, video: torch.Tensor, pred: torch.Tens
     """Invert :meth:`CrossVideoMAE.targets`: pred (B, N, P) -> clip (B, C, T, H, W) in the input's space."""
     x = patchify(video.float(), model.tubelet, model.patch)  # (B, N, P)
     pred = pred.float()
-    mode = model.cfg.loss.norm_pix
+    mode = model.norm_pix
     if mode == "patch":
         pixels = pred * (x.var(-1, keepdim=True) + 1e-6).sqrt() + x.mean(-1, keepdim=True)
     elif mode == "channel":
@@ -58,10 +58,9 @@ def denormalise(x: torch.Tensor, mean, std, channel_dim: int = 1) -> torch.Tenso
 def picture_mask(model: CrossVideoMAE, batch: int, seed: int = 0) -> torch.Tensor:
     """ids_keep (B, n) of the configured video masking, drawn from a fixed seed so that pictures of different
     epochs share one mask and the training RNG stream is left untouched."""
-    k = model.cfg.mask
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return make_mask(k.video_type, batch, model.grid, k.video_ratio, "cpu")
+        return model.mask_video(batch, "cpu")
 
 
 @torch.no_grad()
