@@ -80,3 +80,20 @@ def test_fit_seeds_numpy_so_cutmix_boxes_repeat(tmp_path):
         main(["pretrain", "-o", str(out), *ONE_STEP, "train.steps_per_epoch=3", "aug.cutmix=1.0"])
         runs.append([(r["total"], r["grad_norm"]) for r in read_metrics(out)])
     assert len(runs[0]) == 3 and runs[0] == runs[1]
+
+
+def test_weight_decay_groups_keep_their_order_and_members():
+    """engine.optim.param_groups (timm's param_groups_weight_decay underneath): decayed weights first, then
+    norms, biases, position tables and tokens; both groups even without weight decay (checkpoints store them)."""
+    from crossvideomae.engine.optim import param_groups
+    from crossvideomae.models import build_model
+
+    model = build_model(load_config(None, [*TINY, "model.pos_embed=separable"]))
+    for wd in (0.05, 0.0):
+        decay, rest = param_groups(model, wd)
+        assert (decay["weight_decay"], rest["weight_decay"]) == (wd, 0.0)
+        names = {id(p): n for n, p in model.named_parameters()}
+        no_decay = {names[id(p)] for p in rest["params"]}
+        assert all(p.ndim >= 2 for p in decay["params"])
+        expected = {n for n, p in model.named_parameters() if p.ndim <= 1 or "pos_embed" in n or "token" in n}
+        assert no_decay == expected and len(decay["params"]) + len(rest["params"]) == len(names)

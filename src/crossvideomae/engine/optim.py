@@ -6,24 +6,25 @@ import math
 
 import torch
 import torch.nn as nn
+from timm.optim import param_groups_weight_decay
 
 from ..config import OptimConfig
 
-# Parameters that never get weight decay besides biases and norm weights (anything 1-D).
-NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token")
+# Parameters that never get weight decay besides biases and norm weights (anything 1-D), as timm patterns.
+NO_DECAY_PATTERNS = ("*pos_embed*", "*cls_token*", "*mask_token*")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: decayed weights, and the rest (norms, biases, position tables, tokens) without decay."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        skip = p.ndim <= 1 or any(key in name for key in NO_DECAY_NAMES)
-        (no_decay if skip else decay).append(p)
+    """Two groups, always both and in this order (checkpoints store the optimiser by group): decayed weights,
+    and the rest (norms, biases, position tables, tokens) without decay; timm's ``param_groups_weight_decay``
+    decides which is which."""
+    split = param_groups_weight_decay(
+        model, 1.0, no_weight_decay_list=NO_DECAY_PATTERNS
+    )  # 1.0: mark the decayed
+    decayed = {g["weight_decay"] > 0: g["params"] for g in split}
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decayed.get(True, []), "weight_decay": weight_decay},
+        {"params": decayed.get(False, []), "weight_decay": 0.0},
     ]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 
 from ..engine.checkpoint import CheckpointError
 from ..layers import sincos_1d, sincos_2d
@@ -206,22 +206,27 @@ def _fit_fixed_tables(target: nn.Module, state: dict[str, torch.Tensor], report:
 def _fit_learned_tables(
     own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], report: LoadReport
 ) -> None:
-    """Interpolate learned separable position tables to the target grid: spatial bicubic, temporal linear."""
+    """Interpolate learned separable position tables to the target grid with timm's ``resample_abs_pos_embed``:
+    spatial bicubic, temporal linear."""
     for key, v in list(state.items()):
         if key not in own or own[key].shape == v.shape or v.shape[-1] != own[key].shape[-1]:
             continue
-        n_src, n_dst, dim = v.shape[1], own[key].shape[1], v.shape[-1]
+        n_src, n_dst = v.shape[1], own[key].shape[1]
         if key.endswith("pos_embed_spatial"):
             g_src, g_dst = math.isqrt(n_src), math.isqrt(n_dst)
             if g_src**2 != n_src or g_dst**2 != n_dst:
                 continue
-            grid = v.float().reshape(1, g_src, g_src, dim).permute(0, 3, 1, 2)  # (1, D, g, g)
-            grid = F.interpolate(grid, size=(g_dst, g_dst), mode="bicubic", align_corners=False)
-            state[key] = grid.permute(0, 2, 3, 1).reshape(1, n_dst, dim).to(v.dtype)
+            state[key] = resample_abs_pos_embed(
+                v,
+                [g_dst, g_dst],
+                [g_src, g_src],
+                num_prefix_tokens=0,
+                interpolation="bicubic",
+                antialias=False,
+            )
             report.notes.append(f"{key}: interpolated {g_src}x{g_src} -> {g_dst}x{g_dst} (bicubic)")
-        elif key.endswith("pos_embed_temporal"):
-            line = F.interpolate(
-                v.float().transpose(1, 2), size=n_dst, mode="linear", align_corners=False
-            )  # (1, D, t)
-            state[key] = line.transpose(1, 2).to(v.dtype)
+        elif key.endswith("pos_embed_temporal"):  # a (t, 1) grid: bilinear there is linear in time
+            state[key] = resample_abs_pos_embed(
+                v, [n_dst, 1], [n_src, 1], num_prefix_tokens=0, interpolation="bilinear", antialias=False
+            )
             report.notes.append(f"{key}: interpolated {n_src} -> {n_dst} time slices (linear)")
