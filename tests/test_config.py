@@ -32,11 +32,19 @@ def test_overrides_are_typed():
         ("model.img_size=100", "model.img_size"),
         ("loss.tau=0", "loss.tau"),
         ("train.device=tpu", "train.device"),
+        ("data.cache=disk", "data.cache"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config("tiny", [override])
+
+
+def test_reverse_negatives_need_the_video_level_intra_term():
+    assert load_config("tiny", ["loss.reverse_negatives=true"]).loss.reverse_negatives
+    for off in ("loss.intra=false", "loss.video_level=false"):
+        with pytest.raises(ConfigError, match=r"loss\.reverse_negatives"):
+            load_config("tiny", ["loss.reverse_negatives=true", off])
 
 
 def test_override_without_equals_is_an_error():
