@@ -20,6 +20,8 @@ from ..engine.optim import lr_at
 from .heads import AttentiveProbe, LinearProbe
 from .metrics import classification_results, recall_at_k, topk_accuracy
 
+Rows = dict[str, torch.Tensor]  # collected columns of a split: features / tokens, label, kind, index
+
 
 def _fit(
     probe: torch.nn.Module,
@@ -124,7 +126,7 @@ def knn_retrieval(
     return {f"R@{k}": v for k, v in recall.items()}
 
 
-def select_labels(rows: dict[str, torch.Tensor], label: str) -> torch.Tensor:
+def select_labels(rows: Rows, label: str) -> torch.Tensor:
     """The ``label`` | ``kind`` column of collected rows; kinds exist only on the synthetic dataset."""
     y = rows[label].long()
     if label == "kind" and bool((y < 0).any()):
@@ -135,8 +137,8 @@ def select_labels(rows: dict[str, torch.Tensor], label: str) -> torch.Tensor:
 
 
 def probe_protocol(
-    train: dict[str, torch.Tensor],
-    val: dict[str, torch.Tensor],
+    train: Rows,
+    val: Rows,
     feature: str,
     label: str,
     num_classes: int,
@@ -160,8 +162,8 @@ def probe_protocol(
 
 
 def retrieval_protocol(
-    train: dict[str, torch.Tensor],
-    val: dict[str, torch.Tensor],
+    train: Rows,
+    val: Rows,
     feature: str,
     label: str,
     ks: Sequence[int],
