@@ -108,11 +108,21 @@ def _comm_device() -> torch.device:
 
 def mean_over_ranks(values: dict[str, Any]) -> dict[str, float]:
     """Scalars (tensors or floats) averaged over the ranks in one all-reduce: the global-batch figures when
-    every rank holds the mean of an equal share of the batch."""
+    every rank holds the mean of an equal share of the batch. Tensors on one device are stacked there and
+    read with one transfer (one host synchronisation on a GPU)."""
     if not values:
         return {}
-    x = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(_comm_device()) for v in values.values()])
-    return dict(zip(values, all_reduce_mean(x).tolist(), strict=True))
+    x = [torch.as_tensor(v, dtype=torch.float64) for v in values.values()]
+    if len({t.device for t in x}) > 1:
+        x = [t.to(_comm_device()) for t in x]
+    return dict(zip(values, ranks_mean(torch.stack(x)).tolist(), strict=True))
+
+
+def ranks_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float64, averaged over the ranks in one all-reduce (on the device the collectives need; in one
+    process ``x``'s own, with no copy when it is float64 already). Nothing is read to the host."""
+    x = x.to(torch.float64)
+    return all_reduce_mean(x.to(_comm_device())) if is_distributed() else x
 
 
 def any_rank(flag: bool) -> bool:

@@ -1,4 +1,4 @@
-"""A run's ``metrics.jsonl`` and TensorBoard scalars."""
+"""A run's ``metrics.jsonl`` and TensorBoard scalars, and the epoch's sums of the loss terms on the device."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..files import atomic_write
 
@@ -60,3 +61,34 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class TermSums:
+    """The sums of a step's named scalars (the loss terms) over an epoch's good steps, kept where the terms are:
+    a step adds its terms stacked into one tensor with one in-place add, and nothing is read to the host until
+    :meth:`tensors` is read (epoch ends, checkpoints), so the sums cost a step no synchronisation. ``sums`` and
+    ``count``: a resumed epoch's sums so far (the checkpoint's ``epoch_sums``, ``epoch_good_steps``)."""
+
+    def __init__(
+        self, sums: dict[str, float] | None = None, count: int = 0, device: torch.device | None = None
+    ):
+        self.names: tuple[str, ...] = tuple(sums or {})
+        values = list((sums or {}).values())
+        self.total = torch.tensor(values, dtype=torch.float32, device=device) if values else torch.zeros(0)
+        self.count = count
+
+    def add(self, names: tuple[str, ...], values: torch.Tensor) -> None:
+        """One step's ``values`` (float32, one per name of ``names``, in that order)."""
+        if names == self.names:
+            self.total += values
+        else:  # the first step, or other terms than before: the sums re-keyed, new names after the old ones
+            old = dict(zip(self.names, self.total.unbind(), strict=True))
+            new = dict(zip(names, values.unbind(), strict=True))
+            keys = (*self.names, *(k for k in names if k not in old))
+            self.total = torch.stack([old.get(k, 0.0) + new[k] if k in new else old[k] for k in keys])
+            self.names = keys
+        self.count += 1
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The sums by name (0-d tensors where the terms were)."""
+        return dict(zip(self.names, self.total.unbind(), strict=True))

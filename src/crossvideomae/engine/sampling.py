@@ -20,7 +20,12 @@ class SeededItems(Dataset):
     """Gives every item its own random stream, seeded from (seed, epoch, index).
 
     Augmentations then depend on neither the worker count nor the items fetched before, so skipping the
-    consumed part of an epoch on resume reproduces the rest exactly. The caller's RNG state is restored.
+    consumed part of an epoch on resume reproduces the rest exactly. The host's streams (Python's, NumPy's
+    global one, torch's CPU generator) are seeded per item and the caller's are put back after each batch
+    (:meth:`__getitems__`, what the DataLoader calls): saving and restoring them per item cost more than the
+    items of a cheap dataset. Device generators are left alone: ``torch.manual_seed`` would also reseed the
+    CUDA generator that the masks of the next step draw from (with ``data.num_workers=0`` the items are made
+    in the training process), and it formats a stack trace for every device kind not yet initialised.
     Keys are ``(epoch, index)`` pairs (:class:`RunIndices`).
     """
 
@@ -36,18 +41,24 @@ class SeededItems(Dataset):
         return getattr(self.dataset, name)
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
+        """The items of ``keys``, each from its own streams; the caller's streams are restored once at the end."""
+        saved = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
+        try:
+            return [self._seeded(epoch, index) for epoch, index in keys]
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.default_generator.set_state(saved[2])
+
+    def _seeded(self, epoch: int, index: int) -> Any:
         item_seed = zlib.crc32(f"{self.seed}/{epoch}/{index}".encode())
-        with torch.random.fork_rng(devices=[]):
-            py_state, np_state = random.getstate(), np.random.get_state()
-            torch.manual_seed(item_seed)
-            random.seed(item_seed)
-            np.random.seed(item_seed)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
+        torch.default_generator.manual_seed(item_seed)
+        random.seed(item_seed)
+        np.random.seed(item_seed)
+        return self.dataset[index]
 
 
 class RunIndices(Sampler[tuple[int, int]]):

@@ -92,14 +92,30 @@ class TrainStep:
         """Clip (``clip_grad`` > 0), check that ``total`` and the gradient norm are finite (one host
         synchronisation), then set ``lr`` (when given) and step AdamW, or skip the step; the gradients are freed
         either way. Returns (finite, gradient norm)."""
+        ok, norm, _ = self.update_and_read(total, lr)
+        return ok, norm
+
+    def update_and_read(
+        self, total: torch.Tensor, lr: float | None = None, read: torch.Tensor | None = None
+    ) -> tuple[bool, torch.Tensor, list[float]]:
+        """:meth:`update` that also brings the gradient norm and ``read`` (a 1-D tensor: a log step's loss terms)
+        to the host in the finiteness check's one synchronisation. Returns (finite, gradient norm, [gradient
+        norm, *read] as floats, or [] without ``read``)."""
         norm = self.grad_norm(total.new_zeros(()))
-        ok = bool(torch.isfinite(total) & torch.isfinite(norm))
+        finite = torch.isfinite(total) & torch.isfinite(norm)
+        if read is None:
+            ok, values = bool(finite), []
+        else:
+            f64 = torch.float64
+            parts = [finite.reshape(1).to(f64), norm.detach().reshape(1).to(f64), read.to(norm.device, f64)]
+            flag, *values = torch.cat(parts).tolist()
+            ok = flag == 1.0
         if ok:
             if lr is not None:
                 set_lr(self.optimizer, lr)
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return ok, norm
+        return ok, norm, values
 
     def grad_norm(self, none: torch.Tensor) -> torch.Tensor:
         """The norm of the gradients (all ranks' under FSDP), clipped to ``clip_grad`` when > 0; ``none`` when no

@@ -39,7 +39,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .device import resolve_device
-from .metrics_log import MetricsLog
+from .metrics_log import MetricsLog, TermSums
 from .optim import lr_at, scaled_lr
 from .sampling import RunIndices, SeededItems
 from .step import LossFn, build_step
@@ -134,16 +134,19 @@ class Trainer:
         self.step = build_step(cfg, model, loss_fn, self.device, self.peak_lr, groups=groups, prepare=prepare)
         self.raw_model, self.optimizer = model, self.step.optimizer
         self.state = RunState()
-        # the current epoch's sums of the loss terms over its good steps (tensors on the device) and their count
-        self.sums: dict[str, torch.Tensor] = {}
-        self.n_sums = 0
+        # the current epoch's sums of the loss terms over its good steps (on the device) and their count
+        self.sums = TermSums()
         self.micro = 0  # micro-steps taken in this epoch
         self.save_due = False  # train.ckpt_every_steps: a step checkpoint is written before the next step
         self.stopped_by: str | None = None
         self.last_terms: dict[str, float] = {}
         self.first_step: tuple[float, int] | None = None  # (time, step) after this process's first step
-        # seconds between consecutive optimiser steps of one epoch (the last 1000): the step itself with its data
-        # wait, without the checkpoint writes and pictures between epochs
+        # seconds between consecutive optimiser steps of one epoch (the last 1000), time.perf_counter at the same
+        # point of each step (its finiteness check has returned and AdamW is launched): the training loop's
+        # period, the step with its data wait and the loop's own work, without the checkpoint writes and
+        # pictures between epochs. (bench's ms_per_step is one step on inputs already on the device, timed
+        # between two device synchronisations; its ms_wall, the mean period of back-to-back steps, is the
+        # figure defined as this one.)
         self.intervals: deque[float] = deque(maxlen=1000)
         self.last_step_at: float | None = None
 
@@ -190,8 +193,8 @@ class Trainer:
         """``checkpoint_state`` to ``out_dir/name`` (atomically, from rank 0; under FSDP a collective)."""
         # the epoch's running sums as the mean over ranks: a resume inside the epoch continues them on every
         # rank, and the mean over ranks of (that + each rank's later sums) is the uninterrupted epoch mean
-        self.state.epoch_sums = D.mean_over_ranks(self.sums)
-        self.state.epoch_good_steps = self.n_sums
+        self.state.epoch_sums = D.mean_over_ranks(self.sums.tensors())
+        self.state.epoch_good_steps = self.sums.count
         model_sd, optim_sd = D.full_state(self.raw_model, self.optimizer)  # gathered onto rank 0 under FSDP
         if self.main:
             ckpt = checkpoint_state(self.cfg, self.raw_model, self.optimizer, self.state)
@@ -209,7 +212,7 @@ class Trainer:
                 tmp.unlink(missing_ok=True)
         self.log = MetricsLog(out_dir, self.main, start_step=state.step)
         stop = StopFlag()
-        self.t0 = time.time()
+        self.t0 = time.perf_counter()
         loader = DataLoader(
             self.items,
             batch_size=bs,
@@ -231,11 +234,8 @@ class Trainer:
             while state.epoch < tc.epochs and self.stopped_by is None:
                 skip = state.batch_in_epoch
                 self.sums = (
-                    {k: torch.tensor(v, device=self.device) for k, v in state.epoch_sums.items()}
-                    if skip
-                    else {}
+                    TermSums(state.epoch_sums, state.epoch_good_steps, self.device) if skip else TermSums()
                 )
-                self.n_sums = state.epoch_good_steps if skip else 0
                 quiet = {} if self.main else {"disable": True}  # rank 0 leaves it to tqdm (and TQDM_DISABLE)
                 self.bar = tqdm(
                     total=self.batches_per_epoch,
@@ -289,7 +289,11 @@ class Trainer:
 
     def take_step(self, batch: dict[str, Any]) -> None:
         """One micro-step of ``batch``; on the last of ``optim.accum_steps``, the optimiser step (or its skip when
-        not finite), the step's timing, the epoch sums and ``metrics.jsonl``."""
+        not finite), the step's timing, the epoch sums and ``metrics.jsonl``.
+
+        The host waits for the device once per optimiser step, as ``bench``'s step does: the finiteness check.
+        The loss terms stay on the device (stacked, summed there); a log step's terms and gradient norm come
+        back in that same check's transfer (``TrainStep.update_and_read``)."""
         state, tc, cfg = self.state, self.cfg.train, self.cfg
         self.micro += 1
         sync = self.micro % cfg.optim.accum_steps == 0
@@ -297,7 +301,11 @@ class Trainer:
         if not sync:
             return
         lr = lr_at(state.step, self.total_steps, self.warmup, self.peak_lr, cfg.optim.min_lr)
-        ok, grad_norm = self.step.update(terms["total"], lr)
+        log = (state.step + 1) % tc.log_every == 0 or state.step == 0
+        names = tuple(terms)
+        values = torch.stack([v.detach().reshape(()) for v in terms.values()]).float()
+        read = D.ranks_mean(values) if log else None  # the global batch's terms
+        ok, _, logged = self.step.update_and_read(terms["total"], lr, read)
         if ok:
             state.consecutive_bad = 0
         else:
@@ -305,34 +313,32 @@ class Trainer:
             state.consecutive_bad += 1
         state.step += 1
         self.save_due = self.save_due or (tc.ckpt_every_steps > 0 and state.step % tc.ckpt_every_steps == 0)
-        now = time.time()
+        now = time.perf_counter()
         if self.first_step is None:
             self.first_step = (now, state.step)
         elif self.last_step_at is not None:
             self.intervals.append(now - self.last_step_at)
         self.last_step_at = now
-        detached = {k: v.detach().float() for k, v in terms.items()}
         if ok:
-            for k, v in detached.items():
-                self.sums[k] = self.sums.get(k, 0.0) + v
-            self.n_sums += 1
+            self.sums.add(names, values)
         if not ok and state.consecutive_bad >= tc.max_bad_steps:
             self.save("checkpoint-last.pth")
-            bad = {k: float(v) for k, v in detached.items()}
+            bad = dict(zip(names, values.tolist(), strict=True))
             raise NonFiniteLossError(
                 f"{state.consecutive_bad} consecutive non-finite steps, the last at step {state.step} "
                 f"(epoch {state.epoch}); loss terms {bad}; checkpoint saved to "
                 f"{self.out_dir / 'checkpoint-last.pth'}"
             )
-        if state.step % tc.log_every == 0 or state.step == 1:
-            self.last_terms = D.mean_over_ranks(detached)  # the global batch's terms
+        if log:
+            grad_norm, *means = logged
+            self.last_terms = dict(zip(names, means, strict=True))
             record = {
                 "step": state.step,
                 "epoch": state.epoch,
                 "lr": self.optimizer.param_groups[0]["lr"],
                 **self.last_terms,
             }
-            record["grad_norm"] = float(grad_norm)
+            record["grad_norm"] = grad_norm
             record["bad_steps"] = state.bad_steps
             self.log.write(record)
             self.bar.set_postfix(loss=f"{self.last_terms['total']:.4f}", lr=f"{record['lr']:.2e}")
@@ -341,7 +347,7 @@ class Trainer:
         """The epoch's mean terms into the history, the task's hook, the epoch checkpoint."""
         state, tc = self.state, self.cfg.train
         epoch = state.epoch
-        means = {k: v / max(self.n_sums, 1) for k, v in D.mean_over_ranks(self.sums).items()}
+        means = {k: v / max(self.sums.count, 1) for k, v in D.mean_over_ranks(self.sums.tensors()).items()}
         state.history.append({"epoch": epoch, **means})
         state.epoch += 1
         state.batch_in_epoch = 0
@@ -362,7 +368,7 @@ class Trainer:
         D.barrier()
 
     def results(self) -> dict[str, Any]:
-        state, end, first = self.state, time.time(), self.first_step
+        state, end, first = self.state, time.perf_counter(), self.first_step
         return {
             "epochs": state.epoch,
             "steps": state.step,
