@@ -124,9 +124,11 @@ def test_extract_plain_folder(synth, tmp_path):
     assert res["num_videos"] == 3
 
 
-def test_finetune_then_test_agree(synth, pretrained, tmp_path):
+@pytest.mark.parametrize("pool", ["mean", "attentive"])
+def test_finetune_then_test_agree(synth, pretrained, tmp_path, pool):
     ft = main(["finetune", "-c", "tiny", "-o", str(tmp_path / "ft"), *overrides(synth, f"eval.checkpoint={pretrained}",
-               "eval.epochs=1", "train.steps_per_epoch=2", "eval.num_clips=2", "eval.num_crops=3")])  # fmt: skip
+               "eval.epochs=1", "train.steps_per_epoch=2", "eval.num_clips=2", "eval.num_crops=3",
+               f"eval.ft_pool={pool}")])  # fmt: skip
     assert ft["steps"] == 2 and ft["test"]["views"] == 6 and ft["encoder"]["sha256"]
     assert len(ft["history"]) == 1 and ft["history"][0]["total"] > 0
     ckpt = tmp_path / "ft" / "checkpoint-last.pth"
@@ -137,6 +139,8 @@ def test_finetune_then_test_agree(synth, pretrained, tmp_path):
         ft["test"]["acc5"]
     )
     assert res["confusion_matrix"] == ft["test"]["confusion_matrix"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    assert any(k.startswith("pool.") for k in state) == (pool == "attentive")  # `test` rebuilt the same head
 
 
 def test_readout_table(synth, pretrained, tmp_path, capsys):

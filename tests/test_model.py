@@ -184,3 +184,21 @@ def test_contrastive_head_changes_only_the_contrastive_path():
     b.pred.pow(2).mean().backward()  # the reconstruction loss does not reach the heads
     assert all(p.grad is None for p in headed.video_head.parameters())
     assert headed.video_encoder.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_attentive_classifier_reads_every_token_and_trains_the_encoder(tiny_cfg):
+    """eval.ft_pool=attentive: the head reads a learned query's pooling of all tokens instead of their mean,
+    and the encoder gets gradients through it."""
+    from crossvideomae.eval.heads import Classifier
+    from crossvideomae.models.vit import build_video_encoder
+
+    torch.manual_seed(0)
+    model = Classifier(build_video_encoder(tiny_cfg.model), 12, pool="attentive")
+    m = tiny_cfg.model
+    x = torch.randn(3, 3, m.num_frames, m.img_size, m.img_size)
+    logits = model(x)
+    assert logits.shape == (3, 12)
+    tokens = model.encoder.forward_features(x)
+    assert torch.allclose(logits, model.head(model.pool(tokens)))
+    logits.logsumexp(-1).sum().backward()
+    assert model.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0

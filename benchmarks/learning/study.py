@@ -12,7 +12,8 @@ One command runs the whole study, or continues it (a job whose ``results.json`` 
 3. evaluation of every encoder, and of the same architecture at random initialisation (``train.seed`` =
    the pretraining seed): ``readout`` (kNN R@1 on centred features, linear probe, attentive probe; motion
    and object kind) and ``finetune`` with the small-data recipe (``finetune_small``), plus fine-tuning from
-   scratch; ``--paper-recipe ARM`` adds the paper's recipe for that arm;
+   scratch; ``--ft-pools mean attentive`` fine-tunes with each classifier pooling (``eval.ft_pool``);
+   ``--paper-recipe ARM`` adds the paper's recipe for that arm;
 4. one table: each cell the mean over seeds and, in brackets, the spread (max - min); ``study.json`` holds
    every run's figures, ``study.md`` the table.
 
@@ -45,11 +46,14 @@ ARMS: dict[str, list[str]] = {
     "lambda_c_0.1": ["loss.lambda_c=0.1"],
     "reverse_neg": ["loss.reverse_negatives=true"],  # full + view 1 played backwards as a hard negative
 }
+FT_DIRS = {"mean": "finetune", "attentive": "finetune_attentive"}  # eval.ft_pool -> the runs' folder
+FT_COLUMNS = {"mean": "ft_motion", "attentive": "ft_attentive_motion"}
 COLUMNS = (  # (key in a row, header)
     ("knn_motion", "kNN R@1 motion"),
     ("linear_motion", "linear motion"),
     ("attn_motion", "attentive motion"),
     ("ft_motion", "fine-tune motion"),
+    ("ft_attentive_motion", "fine-tune motion, attentive pooling"),
     ("knn_kind", "kNN R@1 kind"),
     ("attn_kind", "attentive kind"),
 )
@@ -154,20 +158,23 @@ class Study:
                 run = self.out / "readout" / f"{arm}-s{seed}"
                 jobs.append((f"readout {arm} s{seed}",
                              [*self.cvm, "readout", "-c", a.preset, "-o", str(run), *base], run))  # fmt: skip
-                run = self.out / "finetune" / f"{arm}-s{seed}"
-                jobs.append((f"finetune {arm} s{seed}",
-                             [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *base,
-                              f"eval.epochs={a.ft_epochs}"], run))  # fmt: skip
+                for pool in a.ft_pools:
+                    run = self.out / FT_DIRS[pool] / f"{arm}-s{seed}"
+                    jobs.append((f"finetune ({pool} pooling) {arm} s{seed}",
+                                 [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *base,
+                                  f"eval.epochs={a.ft_epochs}", f"eval.ft_pool={pool}"], run))  # fmt: skip
                 if arm in a.paper_recipe:
                     run = self.out / "finetune_paper" / f"{arm}-s{seed}"
                     jobs.append((f"finetune (paper recipe) {arm} s{seed}",
                                  [*self.cvm, "finetune", "-c", a.preset, "-o", str(run), *base,
                                   f"eval.epochs={a.paper_epochs}"], run))  # fmt: skip
         for seed in a.seeds:
-            run = self.out / "finetune" / f"scratch-s{seed}"
-            jobs.append((f"finetune scratch s{seed}",
-                         [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *self.common,
-                          f"train.seed={seed}", f"eval.epochs={a.ft_epochs}"], run))  # scratch: no checkpoint  # fmt: skip
+            for pool in a.ft_pools:  # scratch: no checkpoint
+                run = self.out / FT_DIRS[pool] / f"scratch-s{seed}"
+                jobs.append((f"finetune ({pool} pooling) scratch s{seed}",
+                             [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *self.common,
+                              f"train.seed={seed}", f"eval.epochs={a.ft_epochs}", f"eval.ft_pool={pool}"],
+                             run))  # fmt: skip
         slots = a.eval_parallel
         return [(n, [*argv, self.workers(slots)], run) for n, argv, run in jobs]
 
@@ -192,16 +199,18 @@ class Study:
                     put(row, f"attn_{label}", r["attn_acc1"])
                     if label == "motion":
                         put(row, "linear_motion", r["probe_acc1"])
-                ft = _results(self.out / "finetune" / f"{arm}-s{seed}").get("test")
-                if ft:
-                    put(arm, "ft_motion", ft["acc1"])
+                for pool, folder in FT_DIRS.items():
+                    ft = _results(self.out / folder / f"{arm}-s{seed}").get("test")
+                    if ft:
+                        put(arm, FT_COLUMNS[pool], ft["acc1"])
                 paper = _results(self.out / "finetune_paper" / f"{arm}-s{seed}").get("test")
                 if paper:
                     put(f"{arm}, paper fine-tune recipe", "ft_motion", paper["acc1"])
         for seed in self.args.seeds:
-            ft = _results(self.out / "finetune" / f"scratch-s{seed}").get("test")
-            if ft:
-                put("random init", "ft_motion", ft["acc1"])
+            for pool, folder in FT_DIRS.items():
+                ft = _results(self.out / folder / f"scratch-s{seed}").get("test")
+                if ft:
+                    put("random init", FT_COLUMNS[pool], ft["acc1"])
         return table
 
     def report(self, epochs: int, wall: float) -> None:
@@ -300,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--paper-epochs", type=int, default=30)
     p.add_argument("--ft-epochs", type=int, default=20, help="epochs of the small-data fine-tuning")
+    p.add_argument("--ft-pools", nargs="+", default=["mean"], choices=sorted(FT_DIRS),
+                   help="the fine-tuned classifier's pooling (eval.ft_pool): mean (the paper's) and/or attentive")  # fmt: skip
     p.add_argument(
         "--phases",
         nargs="+",

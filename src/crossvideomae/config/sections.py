@@ -175,6 +175,9 @@ class EvalConfig:
     ft_warmup_epochs: float = 5.0
     ft_layer_decay: float = 0.75  # layer-wise lr decay (BEiT / MAE)
     ft_drop_path: float = 0.1
+    # what the fine-tuned classifier's linear head reads. mean: the mean of the tokens (the paper's, VideoMAE's)
+    # | attentive: a learned query over all tokens (the attentive probe's pooling, timm AttentionPoolLatent)
+    ft_pool: str = "mean"
     label_smoothing: float = 0.1
     mixup: float = 0.8  # mixup alpha (0 = off)
     cutmix: float = 1.0  # cutmix alpha (0 = off)

@@ -92,7 +92,9 @@ def load_classifier(cfg: Config) -> tuple[Classifier, Config, dict[str, Any]]:
         cfg = dataclasses.replace(
             cfg,
             model=dataclasses.replace(saved.model, drop_path=0.0),
-            eval=dataclasses.replace(cfg.eval, encoder=saved.eval.encoder, label=saved.eval.label),
+            eval=dataclasses.replace(
+                cfg.eval, encoder=saved.eval.encoder, label=saved.eval.label, ft_pool=saved.eval.ft_pool
+            ),
         )
     else:
         cfg = with_checkpoint_model(cfg)
@@ -101,7 +103,7 @@ def load_classifier(cfg: Config) -> tuple[Classifier, Config, dict[str, Any]]:
     num_classes = state["head.weight"].shape[0]
     if any(k.startswith("encoder.") for k in state):  # ours
         encoder, _ = build_encoder(cfg, checkpoint="")
-        model = Classifier(encoder, num_classes)
+        model = Classifier(encoder, num_classes, pool=cfg.eval.ft_pool)
         model.load_state_dict(state)
     else:
         encoder, _ = build_encoder(cfg)

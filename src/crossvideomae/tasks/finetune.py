@@ -92,7 +92,7 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     train_set = eval_dataset(cfg, "train", train=True)
     num_classes = num_classes_of(cfg, train_set)
     encoder, source = build_encoder(cfg)
-    model = Classifier(encoder, num_classes, dropout=e.dropout)
+    model = Classifier(encoder, num_classes, dropout=e.dropout, pool=e.ft_pool)
     groups = param_groups_layer_decay(
         model,
         weight_decay=e.ft_weight_decay,
