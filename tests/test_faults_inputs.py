@@ -324,7 +324,7 @@ def test_only_training_commands_take_resume_and_no_command_overwrites_another_on
 
     sub = next(a for a in _parser()._actions if a.dest == "command")
     listed = {name for name in COMMANDS if "--resume" in sub.choices[name].format_help()}
-    assert listed == {"pretrain", "adapt", "finetune"}
+    assert listed == {"pretrain", "pretrain-image", "adapt", "finetune"}
     before = _snapshot(finished)
     retrieve = ["retrieve", "--config", "tiny", *RUN, f"data.train_list={synth / 'train.txt'}",
                 f"data.val_list={synth / 'train.txt'}", f"eval.checkpoint={finished / 'checkpoint-last.pth'}"]  # fmt: skip

@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "turn an official dataset layout into list files and a label map"),
     "sample-frames": ("sample_frames", "extract a pre-sampled frame dataset from a list of videos"),
     "pretrain": ("pretrain", "CrossVideoMAE pretraining"),
+    "pretrain-image": (
+        "pretrain_image",
+        "image MAE pretraining of the image encoder on the images under data.train_list (for init.image=)",
+    ),
     "adapt": ("adapt", "test-time adaptation: K updates per batch of target data from given weights"),
     "linprobe": ("linprobe", "linear probe of the frozen video encoder eval.checkpoint=PATH"),
     "finetune": (
@@ -51,7 +55,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "time pretraining steps on the GPU against a Hugging Face VideoMAE baseline"),
 }
 # The commands that train (engine.train.fit) and so continue a run with --resume; the others take no --resume.
-RESUMABLE = ("pretrain", "adapt", "finetune")
+RESUMABLE = ("pretrain", "pretrain-image", "adapt", "finetune")
 
 
 def _parser() -> argparse.ArgumentParser:

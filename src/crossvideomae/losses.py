@@ -28,6 +28,13 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """MAE's loss: the mean squared error per token (B, N, P) -> (B, N), averaged over the hidden tokens."""
+    err = (_wide(pred) - _wide(target)).pow(2).mean(dim=-1)  # (B, N)
+    weight = hidden.to(err.dtype)
+    return (err * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def _gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All-gather along the batch with gradients; returns (global tensor, offset of this rank's rows)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -111,9 +118,7 @@ class CrossVideoMAELoss(nn.Module):
                 terms[group] = torch.stack(parts).sum() / 2
                 total = total + c.lambda_c * terms[group]
         if c.rl:
-            err = (_wide(out.pred) - _wide(out.target)).pow(2).mean(dim=-1)  # (2B, N)
-            hidden = out.hidden.to(err.dtype)
-            terms["rl"] = (err * hidden).sum() / hidden.sum().clamp_min(1.0)
+            terms["rl"] = reconstruction_loss(out.pred, out.target, out.hidden)
             total = total + c.lambda_rl * terms["rl"]
         if c.mse:
             B = out.h_f.shape[0]

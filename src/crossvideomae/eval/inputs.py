@@ -25,27 +25,32 @@ def list_path(cfg: Config, split: str) -> str:
     return raw.replace("{split}", str(cfg.eval.split))
 
 
+def image_transform(cfg: Config, train: bool, randaugment: str = ""):
+    """timm's transform of a PIL image to a normalised (3, H, W) tensor at ``model.img_size``: with ``train``,
+    a random resized crop (``data.image_crop_scale``), flip (``data.flip``) and RandAugment ``randaugment``."""
+    from timm.data import create_transform
+
+    return create_transform(
+        cfg.model.img_size,
+        is_training=train,
+        scale=tuple(cfg.data.image_crop_scale),
+        hflip=0.5 if cfg.data.flip else 0.0,
+        auto_augment=randaugment or None,
+        interpolation="bicubic",
+        re_prob=0.0,  # erasing happens on the batch, as for videos
+        mean=tuple(cfg.data.mean),
+        std=tuple(cfg.data.std),
+        crop_pct=0.875,
+    )
+
+
 class ImageItems(Dataset):
     """torchvision ImageFolder with timm's transforms, as dict items like the video datasets'."""
 
     def __init__(self, root: str, cfg: Config, train: bool, randaugment: str = ""):
-        from timm.data import create_transform
         from torchvision.datasets import ImageFolder
 
-        size = cfg.model.img_size
-        transform = create_transform(
-            size,
-            is_training=train,
-            scale=tuple(cfg.data.image_crop_scale),
-            hflip=0.5 if cfg.data.flip else 0.0,
-            auto_augment=randaugment or None,
-            interpolation="bicubic",
-            re_prob=0.0,  # erasing happens on the batch, as for videos
-            mean=tuple(cfg.data.mean),
-            std=tuple(cfg.data.std),
-            crop_pct=0.875,
-        )
-        self.folder = ImageFolder(root, transform=transform)
+        self.folder = ImageFolder(root, transform=image_transform(cfg, train, randaugment))
         self.classes = list(self.folder.classes)
         self.num_classes = len(self.classes)
         self.samples = self.folder.samples

@@ -46,6 +46,21 @@ def unpatchify(x: torch.Tensor, grid: tuple[int, int, int], tubelet: int, patch:
     return x.reshape(B, -1, t * tubelet, h * patch, w * patch)
 
 
+def pixel_targets(videos: torch.Tensor, tubelet: int, patch: int, norm_pix: str) -> torch.Tensor:
+    """Reconstruction targets (B, N, P) of videos (B, C, T, H, W) (an image is a 1-frame clip with tubelet 1),
+    normalised as ``norm_pix`` (``loss.norm_pix``) says: patch | channel | none."""
+    x = patchify(videos.float(), tubelet, patch)
+    if norm_pix == "patch":  # MAE: each patch by its own mean and variance
+        mean, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True)
+        return (x - mean) / (var + 1e-6).sqrt()
+    if norm_pix == "channel":  # VideoMAE: each colour channel of a patch separately
+        B, N, _ = x.shape
+        x = x.reshape(B, N, -1, 3)
+        x = (x - x.mean(2, keepdim=True)) / (x.var(2, keepdim=True, unbiased=True).sqrt() + 1e-6)
+        return x.reshape(B, N, -1)
+    return x
+
+
 def slice_mean(
     emb: torch.Tensor, ids_keep: torch.Tensor, slot: torch.Tensor, tokens_per_slice: int, num_slices: int
 ) -> torch.Tensor:
@@ -149,17 +164,7 @@ class CrossVideoMAE(nn.Module):
 
     def targets(self, videos: torch.Tensor) -> torch.Tensor:
         """Reconstruction targets (B, N, P) with the configured per-patch normalisation."""
-        x = patchify(videos.float(), self.tubelet, self.patch)
-        mode = self.norm_pix
-        if mode == "patch":  # MAE: each patch by its own mean and variance
-            mean, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True)
-            return (x - mean) / (var + 1e-6).sqrt()
-        if mode == "channel":  # VideoMAE: each colour channel of a patch separately
-            B, N, _ = x.shape
-            x = x.reshape(B, N, -1, 3)
-            x = (x - x.mean(2, keepdim=True)) / (x.var(2, keepdim=True, unbiased=True).sqrt() + 1e-6)
-            return x.reshape(B, N, -1)
-        return x
+        return pixel_targets(videos, self.tubelet, self.patch, self.norm_pix)
 
     def encode_video(self, videos: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """videos (B, C, T, H, W) -> g_u embeddings of the visible tokens (B, n, E)."""

@@ -142,12 +142,20 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
         bad_videos=BadVideoLog(cfg.data.max_bad_fraction),
         prepare=pretrain_prepare(cfg, inputs),
     )
+    return summarise_pretraining(results, model, "pretrain", "video_encoder")
+
+
+def summarise_pretraining(
+    results: dict[str, Any], model: torch.nn.Module, command: str, export: str
+) -> dict[str, Any]:
+    """``results`` with the model's size in millions of parameters; when the run finished and wrote its
+    ``export`` (the results key of the exported encoder), one line saying so."""
     results["parameters_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
-    if results.get("video_encoder"):
+    if results.get(export):
         final = results["final_terms"].get("total", float("nan"))
         print(
-            f"pretrain: {results['steps']} steps in {results['wall_time_s']:.0f} s, final mean loss {final:.4f}; "
-            f"video encoder -> {results['video_encoder']}"
+            f"{command}: {results['steps']} steps in {results['wall_time_s']:.0f} s, final mean loss {final:.4f}; "
+            f"{export.replace('_', ' ')} -> {results[export]}"
         )
     return results
 
