@@ -8,7 +8,11 @@ One command runs the whole study, or continues it (a job whose ``results.json`` 
    sensor noise; 12 motion classes that need frame order, 5 object kinds);
 2. pretraining: every arm x seed side by side on one GPU (the loader workers split the CPU cores). Without
    ``--epochs``, a short calibration of the same runs side by side sizes the epoch count so that each run
-   takes about ``--budget-s`` seconds;
+   takes about ``--budget-s`` seconds. With ``--stage2-epochs N``, the paper's two stages in miniature:
+   stage 1 is the ``video_only`` arm plus an image MAE (``pretrain-image``) on 4 frames sampled from each
+   training video (``sample-frames``); stage 2 is CrossVideoMAE initialised from both (``stage2_full``)
+   against video-only MAE continued from the same stage-1 encoder (``stage2_video_only``), N epochs each,
+   decoders new in both;
 3. evaluation of every encoder, and of the same architecture at random initialisation (``train.seed`` =
    the pretraining seed): ``readout`` (kNN R@1 on centred features, linear probe, attentive probe; motion
    and object kind) and ``finetune`` with the small-data recipe (``finetune_small``), plus fine-tuning from
@@ -45,6 +49,12 @@ ARMS: dict[str, list[str]] = {
     "mask95": ["mask.video_ratio=0.95", "mask.image_ratio=0.9"],  # the paper's best mask ratios
     "lambda_c_0.1": ["loss.lambda_c=0.1"],
     "reverse_neg": ["loss.reverse_negatives=true"],  # full + view 1 played backwards as a hard negative
+}
+# the paper's two stages (--stage2-epochs): stage 1 = the video_only arm + an image MAE on sampled frames
+# (`pretrain-image`); stage 2 = these arms, initialised from stage 1, for --stage2-epochs more epochs
+STAGE2: dict[str, tuple[list[str], bool]] = {  # arm: (overrides, image encoder from the stage-1 image MAE)
+    "stage2_full": ([], True),  # CrossVideoMAE from both stage-1 encoders
+    "stage2_video_only": (ARMS["video_only"], False),  # video-only MAE continued for the same steps
 }
 FT_DIRS = {"mean": "finetune", "attentive": "finetune_attentive"}  # eval.ft_pool -> the runs' folder
 FT_COLUMNS = {"mean": "ft_motion", "attentive": "ft_attentive_motion"}
@@ -125,6 +135,37 @@ class Study:
                 jobs.append((f"{tag} {arm} s{seed}", argv, run))
         return jobs, slots
 
+    def eval_arms(self) -> list[str]:
+        """The pretrained arms, and the stage-2 ones with --stage2-epochs."""
+        return [*self.args.arms, *(STAGE2 if self.args.stage2_epochs else [])]
+
+    def stage2(self) -> None:
+        """Stage 1's image MAE on frames sampled from the training videos, then the stage-2 arms from stage 1's
+        video-only MAE (the same seed) and that image MAE."""
+        a, epochs = self.args, self.args.stage2_epochs
+        if "video_only" not in a.arms:
+            sys.exit("--stage2-epochs needs the video_only arm (stage 1's video MAE)")
+        frames = self.out / "frames"
+        self.run_all([("sample frames", [*self.cvm, "sample-frames", "-c", a.preset, "-o", str(frames), "-n", "4",
+                       str(self.data / "train.txt"), *a.extra], frames)], 1)  # fmt: skip
+        slots = len(a.seeds)
+        image = {seed: self.out / "stage1_image" / f"s{seed}" for seed in a.seeds}
+        self.run_all([(f"image MAE s{seed}", [*self.cvm, "pretrain-image", "-c", a.preset, "-o", str(run),
+                       f"data.train_list={frames}", *a.extra, f"train.seed={seed}", f"train.epochs={epochs}",
+                       self.workers(slots)], run) for seed, run in image.items()], slots)  # fmt: skip
+        jobs, slots = [], len(a.seeds) * len(STAGE2)
+        for arm, (overrides, with_image) in STAGE2.items():
+            for seed in a.seeds:
+                run = self.out / "pretrain" / f"{arm}-s{seed}"
+                video = self.out / "pretrain" / f"video_only-s{seed}" / "video_encoder.safetensors"
+                init = [f"init.video={video}"]
+                if with_image:
+                    init.append(f"init.image={image[seed] / 'image_encoder.safetensors'}")
+                jobs.append((f"{arm} s{seed}", [*self.cvm, "pretrain", "-c", a.preset, "-o", str(run), *self.common,
+                             *overrides, *init, f"train.seed={seed}", f"train.epochs={epochs}",
+                             self.workers(slots)], run))  # fmt: skip
+        self.run_all(jobs, slots)
+
     def epochs(self) -> int:
         """--epochs, or what fills --budget-s by a calibration of the same runs side by side."""
         if self.args.epochs:
@@ -151,7 +192,7 @@ class Study:
         small = self.out / "finetune_small.yaml"
         small.write_text(f"_base_: [{a.preset}, finetune_small]\n")
         jobs = []
-        for arm in a.arms:
+        for arm in self.eval_arms():
             for seed in a.seeds:
                 ckpt = self.out / "pretrain" / f"{arm}-s{seed}" / "video_encoder.safetensors"
                 base = [*self.common, f"train.seed={seed}", f"eval.checkpoint={ckpt}"]
@@ -186,7 +227,7 @@ class Study:
         def put(row: str, col: str, value: float) -> None:
             table.setdefault(row, {}).setdefault(col, []).append(value)
 
-        for arm in self.args.arms:
+        for arm in self.eval_arms():
             for seed in self.args.seeds:
                 res = _results(self.out / "readout" / f"{arm}-s{seed}")
                 for r in res.get("table", []):
@@ -222,7 +263,7 @@ class Study:
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         md = "\n".join(lines)
         pretrain = {}
-        for arm in self.args.arms:
+        for arm in self.eval_arms():
             for seed in self.args.seeds:
                 res = _results(self.out / "pretrain" / f"{arm}-s{seed}")
                 if res:
@@ -243,7 +284,8 @@ class Study:
             "command": previous.get("command")
             if self.args.phases == ["report"] and previous
             else shlex.join([sys.executable, *sys.argv]),
-            "arms": {a: ARMS[a] for a in self.args.arms},
+            "arms": {a: ARMS[a] if a in ARMS else STAGE2[a][0] for a in self.eval_arms()},
+            "stage2_epochs": self.args.stage2_epochs,
             "seeds": self.args.seeds,
             "epochs": epochs,
             "wall_time_s": round(wall, 1),
@@ -311,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ft-epochs", type=int, default=20, help="epochs of the small-data fine-tuning")
     p.add_argument("--ft-pools", nargs="+", default=["mean"], choices=sorted(FT_DIRS),
                    help="the fine-tuned classifier's pooling (eval.ft_pool): mean (the paper's) and/or attentive")  # fmt: skip
+    p.add_argument("--stage2-epochs", type=int, default=0,
+                   help="also the paper's two stages: an image MAE on sampled frames, then stage-2 arms from stage 1")  # fmt: skip
     p.add_argument(
         "--phases",
         nargs="+",
@@ -328,6 +372,8 @@ def main(argv: list[str] | None = None) -> None:
     if "pretrain" in args.phases:
         jobs, slots = study.pretrain_jobs(epochs)
         study.run_all(jobs, slots)
+        if args.stage2_epochs:
+            study.stage2()
     if "eval" in args.phases:
         study.run_all(study.eval_jobs(), args.eval_parallel)
     study.report(epochs, time.time() - t0)
