@@ -147,7 +147,10 @@ class DeviceAugment:
         fpool = pool.float()  # roi_align interpolates floats
         video1 = self.flip(self.crop(fpool, rows1, box1), flips)  # (B, T, 3, S, S), 0..255
         video2 = self.crop(fpool, rows2, box2).round_().clamp_(0, 255).to(torch.uint8)
-        video2 = self.colour(self.flip(video2, flips))
+        video2 = self.flip(video2, flips)
+        # batched on a GPU, where launches are the cost; clip by clip on a CPU, where the per-clip loop's small
+        # working set is faster (docs/DATA.md); the same draws and pixels either way
+        video2 = self.colour(video2) if video2.is_cuda else torch.stack([tf.colour(clip) for clip in video2])
         video2 = self.erase(normalize(video2, self.mean, self.std))
         images = self.flip(self.crop(fpool, image_rows, image_box), image_flips)  # (B, F, 3, S, S)
         return {
