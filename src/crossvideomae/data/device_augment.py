@@ -10,8 +10,8 @@ that batch on the model's device, gives exactly the inputs of the CPU path: ``vi
 Random parameters come from the CPU path's own torchvision v2 transforms (:class:`PretrainTransforms`), one set
 per clip, shared by its frames: crop boxes from ``RandomResizedCrop.make_params`` inside each frame's own
 (unpadded) size, one flip for both views (the motion keeps its direction), RandAugment and ColorJitter drawn
-per view-2 clip and applied to the batch at once (:meth:`DeviceAugment.colour`, the same pixels as
-``PretrainTransforms.colour`` clip by clip), the erasing box from ``RandomErasing.make_params``; each
+per view-2 clip and, on a GPU, applied to the batch at once (:meth:`DeviceAugment.colour`, the same pixels
+as ``PretrainTransforms.colour`` clip by clip, which a CPU runs), the erasing box from ``RandomErasing.make_params``; each
 sampled frame gets its own image crop and flip. The crop + resize of every clip and image of the batch is one
 ``torchvision.ops.roi_align`` per input (bilinear, averaging ceil(box / S)^2 samples per output pixel when it
 shrinks; the CPU path's image crop is bicubic). Every draw comes from the CPU generator, seeded per step from
