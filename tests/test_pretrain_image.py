@@ -156,3 +156,20 @@ def test_the_images_of_a_sample_frames_folder_are_found_and_other_files_ignored(
     files = ImageFiles(load_config("tiny", [*TINY, f"data.train_list={tmp_path}"]))
     assert [p.name for p in files.files] == ["0000000_000003.jpg", "0000001_000007.jpg"]
     assert files[1]["image"].shape == (3, 32, 32)
+
+
+def test_an_unreadable_image_is_replaced_counted_and_stops_the_run_past_the_limit(images, tmp_path):
+    from crossvideomae.data import TooManyBadVideos
+
+    root = tmp_path / "images"
+    for src in sorted(images.rglob("*.png"))[:6]:
+        (root / src.parent.name).mkdir(parents=True, exist_ok=True)
+        (root / src.parent.name / src.name).write_bytes(src.read_bytes())
+    (root / "class0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")  # 7 files, one unreadable
+    run = ["pretrain-image", "-c", "tiny", *TINY_RUN, f"data.train_list={root}", "train.epochs=1",
+           "data.batch_size=7", "optim.warmup_epochs=0"]  # fmt: skip
+    res = main([*run[:3], "-o", str(tmp_path / "ok"), *run[3:], "data.max_bad_fraction=0.5"])
+    assert res["steps"] == 1 and np.isfinite(res["final_terms"]["total"])
+    assert [f.split(": ")[0] for f in res["skipped_files"]] == [str(root / "class0" / "broken.png")]
+    with pytest.raises(TooManyBadVideos, match=r"1 of 7 images failed to decode(.|\n)*broken\.png"):
+        main([*run[:3], "-o", str(tmp_path / "stop"), *run[3:], "data.max_bad_fraction=0.01"])

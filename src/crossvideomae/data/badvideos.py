@@ -19,8 +19,8 @@ class TooManyBadVideos(RuntimeError):
 
 
 class BadVideoLog:
-    def __init__(self, max_fraction: float = 0.01):
-        self.max_fraction = max_fraction
+    def __init__(self, max_fraction: float = 0.01, what: str = "video"):
+        self.max_fraction, self.what = max_fraction, what  # what the files are, for the messages
         self.reasons: dict[str, str] = {}  # path -> first reason seen
         self.count = 0  # failures including repeats of the same file
 
@@ -29,7 +29,7 @@ class BadVideoLog:
             self.count += 1
             if path not in self.reasons:
                 self.reasons[path] = reason
-                log.warning("skipped a video that failed to decode: %s: %s", path, reason)
+                log.warning("skipped a %s that failed to decode: %s: %s", self.what, path, reason)
 
     @property
     def files(self) -> list[str]:
@@ -40,6 +40,6 @@ class BadVideoLog:
         if len(self.reasons) > self.max_fraction * dataset_size:
             listing = "\n  ".join(self.files)
             raise TooManyBadVideos(
-                f"{len(self.reasons)} of {dataset_size} videos failed to decode, more than "
+                f"{len(self.reasons)} of {dataset_size} {self.what}s failed to decode, more than "
                 f"data.max_bad_fraction={self.max_fraction}:\n  {listing}"
             )

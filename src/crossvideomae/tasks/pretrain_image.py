@@ -16,6 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import Config, ConfigError
+from ..data import BadVideoLog
+from ..data.datasets import MAX_TRIES, eval_collate
 from ..engine.train import Hooks, RunState, fit
 from ..eval.inputs import image_transform, list_path
 from ..losses import reconstruction_loss
@@ -27,7 +29,8 @@ ENCODER_FILE = "image_encoder.safetensors"
 
 
 class ImageFiles(Dataset):
-    """Every image file under ``data.train_list`` (sorted, searched recursively), as ``{"image": (3, H, W)}``."""
+    """Every image file under ``data.train_list`` (sorted, searched recursively), as ``{"image": (3, H, W)}``
+    items with their ``skipped`` files."""
 
     def __init__(self, cfg: Config, train: bool = True):
         from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -48,10 +51,22 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """``image`` (3, S, S) and ``skipped``: an unreadable file is replaced by another drawn at random (up to
+        ``MAX_TRIES``) and reported as ``(path, reason)``, which the loop counts as it counts bad videos."""
         from torchvision.datasets.folder import default_loader
 
-        return {"image": self.transform(default_loader(str(self.files[index])))}
+        skipped: list[tuple[str, str]] = []
+        for _ in range(MAX_TRIES):
+            path = str(self.files[index])
+            try:
+                return {"image": self.transform(default_loader(path)), "skipped": skipped}
+            except OSError as err:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+                skipped.append((path, f"cannot read image: {err}"))
+                index = int(torch.randint(len(self.files), ()))
+        raise RuntimeError(
+            f"{MAX_TRIES} images in a row could not be read: " + "; ".join(p for p, _ in skipped)
+        )
 
 
 def image_mae_loss(m: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -72,7 +87,15 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
 
     model.train()
     results = fit(
-        cfg, model, image_mae_loss, dataset, None, out_dir, resume=args.resume, hooks=Hooks(on_end=on_end)
+        cfg,
+        model,
+        image_mae_loss,
+        dataset,
+        eval_collate,
+        out_dir,
+        resume=args.resume,
+        hooks=Hooks(on_end=on_end),
+        bad_videos=BadVideoLog(cfg.data.max_bad_fraction, what="image"),  # unreadable images, as bad videos
     )
     results["images"] = len(dataset)
     return summarise_pretraining(results, model, "pretrain-image", "image_encoder")
