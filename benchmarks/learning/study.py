@@ -121,15 +121,19 @@ class Study:
             sys.exit(f"synth failed: see {self.out / 'synth.log'}")
         print(f"[study] synth: {time.time() - t0:.0f} s", flush=True)
 
+    def pretrain_argv(self, run: Path, overrides: list[str], seed: int, epochs: int, slots: int) -> list[str]:
+        """``pretrain`` of the preset into ``run`` with the study's data, ``overrides``, seed and epochs."""
+        return [*self.cvm, "pretrain", "-c", self.args.preset, "-o", str(run), *self.common, *overrides,
+                f"train.seed={seed}", f"train.epochs={epochs}", self.workers(slots)]  # fmt: skip
+
     def pretrain_jobs(self, epochs: int, steps_per_epoch: int = 0, tag: str = "pretrain"):
         slots = len(self.args.arms) * len(self.args.seeds)
         jobs = []
         for arm in self.args.arms:
             for seed in self.args.seeds:
                 run = self.out / tag / f"{arm}-s{seed}"
-                argv = [*self.cvm, "pretrain", "-c", self.args.preset, "-o", str(run), *self.common,
-                        *ARMS[arm], f"train.seed={seed}", f"train.epochs={epochs}",
-                        f"train.steps_per_epoch={steps_per_epoch}", self.workers(slots)]  # fmt: skip
+                argv = self.pretrain_argv(run, ARMS[arm], seed, epochs, slots)
+                argv.append(f"train.steps_per_epoch={steps_per_epoch}")
                 if tag != "pretrain":  # a calibration: no pictures, no export needed
                     argv.append("train.viz_every=0")
                 jobs.append((f"{tag} {arm} s{seed}", argv, run))
@@ -161,9 +165,9 @@ class Study:
                 init = [f"init.video={video}"]
                 if with_image:
                     init.append(f"init.image={image[seed] / 'image_encoder.safetensors'}")
-                jobs.append((f"{arm} s{seed}", [*self.cvm, "pretrain", "-c", a.preset, "-o", str(run), *self.common,
-                             *overrides, *init, f"train.seed={seed}", f"train.epochs={epochs}",
-                             self.workers(slots)], run))  # fmt: skip
+                jobs.append(
+                    (f"{arm} s{seed}", self.pretrain_argv(run, [*overrides, *init], seed, epochs, slots), run)
+                )
         self.run_all(jobs, slots)
 
     def epochs(self) -> int:
