@@ -40,13 +40,6 @@ def test_bad_keys_and_values_name_the_key(override, key):
         load_config("tiny", [override])
 
 
-def test_reverse_negatives_need_the_video_level_intra_term():
-    assert load_config("tiny", ["loss.reverse_negatives=true"]).loss.reverse_negatives
-    for off in ("loss.intra=false", "loss.video_level=false"):
-        with pytest.raises(ConfigError, match=r"loss\.reverse_negatives"):
-            load_config("tiny", ["loss.reverse_negatives=true", off])
-
-
 def test_override_without_equals_is_an_error():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["model.size"])

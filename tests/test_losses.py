@@ -15,9 +15,8 @@ from crossvideomae.models import Outputs
 CASE = Path(__file__).resolve().parent / "data" / "ntxent_case.json"  # computed in float64 by a plain loop
 
 
-def loop_ntxent(a, p, tau, hard=None):
-    """ℓ(a,p)_i = −log exp(s(a_i,p_i)/τ) / (Σ_{k≠i} exp(s(a_i,a_k)/τ) + Σ_k exp(s(a_i,p_k)/τ)), plain loops;
-    with ``hard`` the denominator also holds exp(s(a_i,hard_i)/τ)."""
+def loop_ntxent(a, p, tau):
+    """ℓ(a,p)_i = −log exp(s(a_i,p_i)/τ) / (Σ_{k≠i} exp(s(a_i,a_k)/τ) + Σ_k exp(s(a_i,p_k)/τ)), plain loops."""
 
     def s(x, y):
         return sum(xi * yi for xi, yi in zip(x, y, strict=False)) / math.sqrt(
@@ -29,8 +28,6 @@ def loop_ntxent(a, p, tau, hard=None):
     for i in range(len(a)):
         den = sum(math.exp(s(a[i], a[k]) / tau) for k in range(len(a)) if k != i)
         den += sum(math.exp(s(a[i], p[k]) / tau) for k in range(len(a)))
-        if hard is not None:
-            den += math.exp(s(a[i], hard[i].tolist()) / tau)
         out.append(-math.log(math.exp(s(a[i], p[i]) / tau) / den))
     return torch.tensor(out, dtype=torch.float64)
 
@@ -118,45 +115,3 @@ def test_each_switch_removes_exactly_its_terms(switch):
     assert torch.allclose(off["total"], expected)
     for name in set(full) - set(removed) - {"total", "intra", "cross"}:
         assert torch.equal(off[name], full[name])
-
-
-def test_reverse_negative_is_one_more_term_in_each_denominator():
-    """loss.reverse_negatives: ℓ_i gains exp(s(a_i, r_i)/τ) in its denominator, r_i view 1 played backwards."""
-    B, E, tau = 5, 6, 0.1
-    r = lambda *s: torch.randn(*s, dtype=torch.float64)  # noqa: E731
-    a, p, rev = r(B, E), r(B, E), r(B, E)
-    expected = loop_ntxent(a, p, tau, hard=rev)
-    assert torch.allclose(nt_xent(a, p, tau, hard=rev), expected, atol=1e-10)
-
-    out = _outputs(a, p, r(B, 1, E), r(B, 1, E), r(B, 1, E))
-    plain = CrossVideoMAELoss(LossConfig(tau=tau))(out)
-    out.z_rev = rev
-    hard = CrossVideoMAELoss(LossConfig(tau=tau, reverse_negatives=True))(out)
-    assert torch.allclose(hard["intra_video"], expected.mean())
-    assert hard["intra_video"] > plain["intra_video"]
-    for name in ("intra_frame", "cross_video", "cross_frame", "rl", "mse"):  # only the video-level intra term
-        assert torch.equal(hard[name], plain[name]), name
-
-
-def test_reverse_negatives_encode_view_one_backwards_and_leave_other_draws_alone(tiny_cfg):
-    from conftest import float64_batch
-
-    from crossvideomae.models import build_model
-
-    cfg = dataclasses.replace(tiny_cfg, loss=dataclasses.replace(tiny_cfg.loss, reverse_negatives=True))
-    model = build_model(cfg).double().eval()
-    video1, video2, images, index1, index2 = (
-        float64_batch(cfg)[k] for k in ("video1", "video2", "images", "frame_index1", "frame_index2")
-    )
-    torch.manual_seed(3)
-    out = model(video1, video2, images, index1, index2)
-    model.reverse_negatives = False
-    torch.manual_seed(3)
-    ref = model(video1, video2, images, index1, index2)
-    assert ref.z_rev is None and out.z_rev.shape == (len(video1), cfg.model.embed_dim)
-    assert torch.equal(out.z_u, ref.z_u) and torch.equal(out.h_f, ref.h_f)  # the same masks as without
-    # z_rev: the pooled g_u embedding of the backwards clip under the mask drawn after everything else
-    ids = model.mask_video(len(video1), video1.device)  # the RNG stands where the reversed clip drew its mask
-    expect = model.video_head(model.encode_video(video1.flip(2), ids).mean(dim=1))
-    assert torch.allclose(out.z_rev, expect)
-    assert not torch.allclose(out.z_rev, out.z_u[: len(video1)])  # backwards is not the same clip

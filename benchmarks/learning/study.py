@@ -48,7 +48,6 @@ ARMS: dict[str, list[str]] = {
     "head": ["model.contrastive_head=mlp"],  # full, contrastive terms through an MLP head
     "mask95": ["mask.video_ratio=0.95", "mask.image_ratio=0.9"],  # the paper's best mask ratios
     "lambda_c_0.1": ["loss.lambda_c=0.1"],
-    "reverse_neg": ["loss.reverse_negatives=true"],  # full + view 1 played backwards as a hard negative
 }
 # the paper's two stages (--stage2-epochs): stage 1 = the video_only arm + an image MAE on sampled frames
 # (`pretrain-image`); stage 2 = these arms, initialised from stage 1, for --stage2-epochs more epochs

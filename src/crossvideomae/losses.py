@@ -5,9 +5,6 @@
     L_cross = mean_i [ℓ(z̄_u, h_u)_i + ℓ(z̄_f, h_f)_i] / 2
     L       = λ_c (L_intra + L_cross) + λ_rl L_rl + λ_mse L_mse
 
-With ``loss.reverse_negatives`` (not in the paper) the video-level intra term's denominator also holds
-exp(s(z_u¹_i, z_rev_i)/τ), z_rev_i the embedding of view 1 played backwards.
-
 Each term has a switch; a switched-off term is neither computed nor returned, and the halves of L_intra
 and L_cross keep their 1/2 weight, so turning a switch off removes exactly that term from the total.
 """
@@ -53,16 +50,9 @@ def _gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat(all_gather(x.contiguous())), offset
 
 
-def nt_xent(
-    a: torch.Tensor,
-    p: torch.Tensor,
-    tau: float,
-    global_negatives: bool = True,
-    hard: torch.Tensor | None = None,
-) -> torch.Tensor:
+def nt_xent(a: torch.Tensor, p: torch.Tensor, tau: float, global_negatives: bool = True) -> torch.Tensor:
     """Per-anchor NT-Xent (N,) for anchors a (N, D) and positives p (N, D), negatives = the other anchors and
-    all positives; under torch.distributed, of the global batch when ``global_negatives``. ``hard`` (N, D):
-    one more negative per anchor, its own (not gathered)."""
+    all positives; under torch.distributed, of the global batch when ``global_negatives``."""
     a = F.normalize(_wide(a), dim=-1)
     p = F.normalize(_wide(p), dim=-1)
     a_all, offset = _gather(a) if global_negatives else (a, 0)
@@ -72,10 +62,7 @@ def nt_xent(
     to_pos = a @ p_all.T / tau  # (n, N_g)
     is_self = torch.arange(a_all.shape[0], device=a.device)[None, :] == (rows + offset)[:, None]  # (n, N_g)
     to_anchors = (a @ a_all.T / tau).masked_fill(is_self, float("-inf"))  # k ≠ i
-    logits = [to_pos, to_anchors]  # (n, 2 N_g)
-    if hard is not None:
-        logits.append((a * F.normalize(_wide(hard), dim=-1)).sum(-1, keepdim=True) / tau)  # (n, 1)
-    logits = torch.cat(logits, dim=1)
+    logits = torch.cat([to_pos, to_anchors], dim=1)  # (n, 2 N_g)
     return F.cross_entropy(logits, rows + offset, reduction="none")
 
 
@@ -84,11 +71,10 @@ class CrossVideoMAELoss(nn.Module):
         super().__init__()
         self.cfg = cfg
 
-    def _pair(self, a: torch.Tensor, p: torch.Tensor, hard: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean NT-Xent; a, p are (B, E) or (B, F, E) (then averaged over the F sampled frames); ``hard``
-        (B, E) one extra negative per anchor."""
+    def _pair(self, a: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Mean NT-Xent; a, p are (B, E) or (B, F, E) (then averaged over the F sampled frames)."""
         if a.dim() == 2:
-            return nt_xent(a, p, self.cfg.tau, self.cfg.global_negatives, hard).mean()
+            return nt_xent(a, p, self.cfg.tau, self.cfg.global_negatives).mean()
         return torch.stack([self._pair(a[:, j], p[:, j]) for j in range(a.shape[1])]).mean()
 
     def contrastive_terms(self, out: Outputs) -> dict[str, torch.Tensor]:
@@ -104,8 +90,7 @@ class CrossVideoMAELoss(nn.Module):
             pairs["cross_video"] = ((z_u1 + z_u2) / 2, out.h_f.mean(dim=1))  # z̄_u vs h_u
         if c.cross and c.frame_level:
             pairs["cross_frame"] = ((z_f1 + z_f2) / 2, out.h_f)  # z̄_f vs h_f, per sampled frame
-        hard = {"intra_video": out.z_rev}  # view 1 played backwards (loss.reverse_negatives), else None
-        return {name: self._pair(a, p, hard.get(name)) for name, (a, p) in pairs.items()}
+        return {name: self._pair(a, p) for name, (a, p) in pairs.items()}
 
     def forward(self, out: Outputs) -> dict[str, torch.Tensor]:
         """Every enabled term by name, plus 'total'."""

@@ -60,9 +60,6 @@ class LossConfig:
     mse: bool = True  # decoder-embedding MSE on/off
     norm_pix: str = "patch"  # patch (MAE) | channel (VideoMAE per-channel) | none
     global_negatives: bool = True  # under DDP, negatives from the whole global batch
-    # not in the paper: each view-1 clip played backwards (same frames, opposite motion) as one more negative
-    # of its video-level intra term, so that telling clips apart by appearance alone no longer solves it
-    reverse_negatives: bool = False
 
 
 @dataclass

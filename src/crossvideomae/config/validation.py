@@ -83,11 +83,6 @@ def _rules(c: Config):
     lo = c.loss
     yield "loss.tau", lo.tau > 0, "must be positive"
     yield "loss.norm_pix", lo.norm_pix in ("patch", "channel", "none"), "must be patch, channel or none"
-    yield (
-        "loss.reverse_negatives",
-        not lo.reverse_negatives or (lo.intra and lo.video_level),
-        "needs loss.intra=true and loss.video_level=true (it adds a negative to the video-level intra term)",
-    )
     for name in ("lambda_c", "lambda_rl", "lambda_mse"):
         yield f"loss.{name}", getattr(lo, name) >= 0, "must be >= 0"
     d = c.data

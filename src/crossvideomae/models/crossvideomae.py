@@ -6,8 +6,6 @@
 
 With ``model.contrastive_head=mlp`` the pooled z_u, z_f (video head) and h_f (image head) pass through a
 SimCLR-style MLP before the contrastive terms; g_u still feeds the decoder unchanged.
-With ``reverse_negatives`` (``loss.reverse_negatives``; not in the paper) view 1 played backwards is encoded
-too (its own mask, no decoder) into z_rev, a hard negative of the video-level intra term.
 
 Both views travel through the encoder and decoder as one batch of 2B clips.
 """
@@ -93,7 +91,6 @@ class Outputs:
     h_f: torch.Tensor | None = (
         None  # (B, F, E) image embeddings of the sampled frames (None: video branch only)
     )
-    z_rev: torch.Tensor | None = None  # (B, E) video-level embeddings of view 1 played backwards, or None
 
 
 class Decoder(nn.Module):
@@ -135,12 +132,10 @@ class CrossVideoMAE(nn.Module):
     """The model of ``model``'s sizes, masking both branches as ``mask`` says, with reconstruction targets
     normalised as ``norm_pix`` says (``loss.norm_pix``: patch | channel | none)."""
 
-    def __init__(
-        self, model: ModelConfig, mask: MaskConfig, norm_pix: str = "patch", reverse_negatives: bool = False
-    ):
+    def __init__(self, model: ModelConfig, mask: MaskConfig, norm_pix: str = "patch"):
         super().__init__()
         m = self.model_cfg = model
-        self.mask_cfg, self.norm_pix, self.reverse_negatives = mask, norm_pix, reverse_negatives
+        self.mask_cfg, self.norm_pix = mask, norm_pix
         self.video_encoder = VideoEncoder(m)
         self.image_encoder = ImageEncoder(m)
         self.video_proj = nn.Linear(self.video_encoder.width, m.embed_dim, bias=False)  # g_u
@@ -216,17 +211,12 @@ class CrossVideoMAE(nn.Module):
         frame_index2: torch.Tensor,
     ) -> Outputs:
         """video1, video2 (B, C, T, H, W); images (B, F, C, H, W); frame_index1/2 (B, F) frame positions of the
-        sampled frames inside each view. The video branch runs (and draws its masks) before the image branch,
-        and both before the reversed clip's mask (so the switch leaves every other draw as it was)."""
+        sampled frames inside each view. The video branch runs (and draws its masks) before the image branch."""
         out = self.forward_video(video1, video2, frame_index1, frame_index2)
         out.h_f = self.forward_images(images)
-        if self.reverse_negatives:
-            backwards = video1.flip(2)  # (B, C, T, H, W): the same frames in the opposite order
-            ids = self.mask_video(backwards.shape[0], backwards.device)
-            out.z_rev = self.video_head(self.encode_video(backwards, ids).mean(dim=1))
         return out
 
 
 def build_model(cfg: Config) -> CrossVideoMAE:
-    """The model of ``cfg.model``, ``cfg.mask``, ``cfg.loss.norm_pix`` and ``cfg.loss.reverse_negatives``."""
-    return CrossVideoMAE(cfg.model, cfg.mask, cfg.loss.norm_pix, cfg.loss.reverse_negatives)
+    """The model of ``cfg.model``, ``cfg.mask`` and ``cfg.loss.norm_pix``."""
+    return CrossVideoMAE(cfg.model, cfg.mask, cfg.loss.norm_pix)
