@@ -65,8 +65,9 @@ def pad_frames(groups: list[torch.Tensor]) -> torch.Tensor:
 def collate_frames(items: list[dict]) -> Batch:
     """Batch of device-augmentation items (each with r clips; B items give B·r rows).
 
-    ``frames`` (N, 3, H, W) uint8, the items' frames padded to one size (or ``jpegs``, N encoded frames, when
-    the shards' JPEGs are decoded on the device); ``frame_index1`` / ``frame_index2`` (B·r, F), ``label``,
+    ``frames`` (N, 3, H, W) uint8, the items' frames padded to one size (or, when the shards' JPEGs are decoded
+    on the device, ``plan["jpegs"]``: the N encoded frames end to end in one 1-D uint8 tensor, which stays on
+    the host for nvjpeg, with their byte counts ``plan["jpeg_sizes"]``); ``frame_index1`` / ``frame_index2`` (B·r, F), ``label``,
     ``kind``, ``index``, ``temporal_fallback`` (B·r,); ``skipped``; ``plan``, host-side numpy: ``rows1`` / ``rows2`` (B·r, T) and
     ``image_rows`` (B·r, F) into the pool, ``sizes`` (N, 2) each frame's (h, w), ``seed`` of the step.
     """
@@ -96,8 +97,9 @@ def collate_frames(items: list[dict]) -> Batch:
     }
     for key in ("frame_index1", "frame_index2", "temporal_fallback", "label", "kind", "index"):
         batch[key] = torch.cat([it[key] for it in items])
-    if jpegs:
-        batch["jpegs"] = jpegs
+    if jpegs:  # one buffer: a worker hands over (and the loader pins) one tensor per batch, not one per frame
+        batch["plan"]["jpegs"] = torch.cat(jpegs)
+        batch["plan"]["jpeg_sizes"] = [len(j) for j in jpegs]
     else:
         batch["frames"] = pad_frames(groups)
     return batch
@@ -117,9 +119,12 @@ class DeviceAugment:
         device = batch["frame_index1"].device
         with torch.random.fork_rng(devices=[]), torch.autocast(device.type, enabled=False):
             torch.default_generator.manual_seed(plan["seed"])
-            pool = batch["frames"] if "frames" in batch else self.decode(batch["jpegs"], device)
+            if "frames" in batch:
+                pool = batch["frames"]
+            else:
+                pool = self.decode(list(torch.split(plan["jpegs"], plan["jpeg_sizes"])), device)
             out = self.augment(pool, plan)
-        rest = {k: v for k, v in batch.items() if k not in ("frames", "jpegs", "plan")}
+        rest = {k: v for k, v in batch.items() if k not in ("frames", "plan")}
         return {**rest, **out}
 
     @staticmethod
