@@ -16,7 +16,8 @@ One command runs the whole study, or continues it (a job whose ``results.json`` 
 3. evaluation of every encoder, and of the same architecture at random initialisation (``train.seed`` =
    the pretraining seed): ``readout`` (kNN R@1 on centred features, linear probe, attentive probe; motion
    and object kind) and ``finetune`` with the small-data recipe (``finetune_small``), plus fine-tuning from
-   scratch; ``--ft-pools mean attentive`` fine-tunes with each classifier pooling (``eval.ft_pool``);
+   scratch; ``--ft-recipes mean attentive ...`` fine-tunes with each named variant of that recipe (``FT_RECIPES``:
+   the classifier's pooling ``eval.ft_pool``, layer-wise lr decay, a smaller lr);
    ``--paper-recipe ARM`` adds the paper's recipe for that arm;
 4. one table: each cell the mean over seeds and, in brackets, the spread (max - min); ``study.json`` holds
    every run's figures, ``study.md`` the table.
@@ -55,14 +56,25 @@ STAGE2: dict[str, tuple[list[str], bool]] = {  # arm: (overrides, image encoder 
     "stage2_full": ([], True),  # CrossVideoMAE from both stage-1 encoders
     "stage2_video_only": (ARMS["video_only"], False),  # video-only MAE continued for the same steps
 }
-FT_DIRS = {"mean": "finetune", "attentive": "finetune_attentive"}  # eval.ft_pool -> the runs' folder
-FT_COLUMNS = {"mean": "ft_motion", "attentive": "ft_attentive_motion"}
-COLUMNS = (  # (key in a row, header)
+# fine-tuning variants of finetune_small: name -> (the runs' folder, column key, header, overrides)
+FT_RECIPES: dict[str, tuple[str, str, str, list[str]]] = {
+    "mean": ("finetune", "ft_motion", "fine-tune motion", ["eval.ft_pool=mean"]),  # the paper's pooling
+    "attentive": ("finetune_attentive", "ft_attentive_motion", "fine-tune motion, attentive pooling",
+                  ["eval.ft_pool=attentive"]),
+    # the encoder's blocks at a fraction of the head's lr (BEiT / MAE layer decay), so that a random head's
+    # first gradients do not wash out the pretrained features
+    "attentive_ld75": ("finetune_attentive_ld75", "ft_attentive_ld75_motion",
+                       "fine-tune motion, attentive pooling, layer decay 0.75",
+                       ["eval.ft_pool=attentive", "eval.ft_layer_decay=0.75"]),
+    "attentive_lr_quarter": ("finetune_attentive_lr_quarter", "ft_attentive_lr_quarter_motion",
+                             "fine-tune motion, attentive pooling, lr / 4",
+                             ["eval.ft_pool=attentive", "eval.ft_base_lr=2.5e-4"]),
+}  # fmt: skip
+COLUMNS = (  # (key in a row, header); the fine-tuning columns go after the frozen motion ones
     ("knn_motion", "kNN R@1 motion"),
     ("linear_motion", "linear motion"),
     ("attn_motion", "attentive motion"),
-    ("ft_motion", "fine-tune motion"),
-    ("ft_attentive_motion", "fine-tune motion, attentive pooling"),
+    *((key, header) for _, key, header, _ in FT_RECIPES.values()),
     ("knn_kind", "kNN R@1 kind"),
     ("attn_kind", "attentive kind"),
 )
@@ -201,23 +213,24 @@ class Study:
                 run = self.out / "readout" / f"{arm}-s{seed}"
                 jobs.append((f"readout {arm} s{seed}",
                              [*self.cvm, "readout", "-c", a.preset, "-o", str(run), *base], run))  # fmt: skip
-                for pool in a.ft_pools:
-                    run = self.out / FT_DIRS[pool] / f"{arm}-s{seed}"
-                    jobs.append((f"finetune ({pool} pooling) {arm} s{seed}",
+                for name in a.ft_recipes:
+                    folder, _, _, overrides = FT_RECIPES[name]
+                    run = self.out / folder / f"{arm}-s{seed}"
+                    jobs.append((f"finetune ({name}) {arm} s{seed}",
                                  [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *base,
-                                  f"eval.epochs={a.ft_epochs}", f"eval.ft_pool={pool}"], run))  # fmt: skip
+                                  f"eval.epochs={a.ft_epochs}", *overrides], run))  # fmt: skip
                 if arm in a.paper_recipe:
                     run = self.out / "finetune_paper" / f"{arm}-s{seed}"
                     jobs.append((f"finetune (paper recipe) {arm} s{seed}",
                                  [*self.cvm, "finetune", "-c", a.preset, "-o", str(run), *base,
                                   f"eval.epochs={a.paper_epochs}"], run))  # fmt: skip
         for seed in a.seeds:
-            for pool in a.ft_pools:  # scratch: no checkpoint
-                run = self.out / FT_DIRS[pool] / f"scratch-s{seed}"
-                jobs.append((f"finetune ({pool} pooling) scratch s{seed}",
+            for name in a.ft_recipes:  # scratch: no checkpoint
+                folder, _, _, overrides = FT_RECIPES[name]
+                run = self.out / folder / f"scratch-s{seed}"
+                jobs.append((f"finetune ({name}) scratch s{seed}",
                              [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *self.common,
-                              f"train.seed={seed}", f"eval.epochs={a.ft_epochs}", f"eval.ft_pool={pool}"],
-                             run))  # fmt: skip
+                              f"train.seed={seed}", f"eval.epochs={a.ft_epochs}", *overrides], run))  # fmt: skip
         slots = a.eval_parallel
         return [(n, [*argv, self.workers(slots)], run) for n, argv, run in jobs]
 
@@ -242,26 +255,27 @@ class Study:
                     put(row, f"attn_{label}", r["attn_acc1"])
                     if label == "motion":
                         put(row, "linear_motion", r["probe_acc1"])
-                for pool, folder in FT_DIRS.items():
+                for folder, key, _, _ in FT_RECIPES.values():
                     ft = _results(self.out / folder / f"{arm}-s{seed}").get("test")
                     if ft:
-                        put(arm, FT_COLUMNS[pool], ft["acc1"])
+                        put(arm, key, ft["acc1"])
                 paper = _results(self.out / "finetune_paper" / f"{arm}-s{seed}").get("test")
                 if paper:
                     put(f"{arm}, paper fine-tune recipe", "ft_motion", paper["acc1"])
         for seed in self.args.seeds:
-            for pool, folder in FT_DIRS.items():
+            for folder, key, _, _ in FT_RECIPES.values():
                 ft = _results(self.out / folder / f"scratch-s{seed}").get("test")
                 if ft:
-                    put("random init", FT_COLUMNS[pool], ft["acc1"])
+                    put("random init", key, ft["acc1"])
         return table
 
     def report(self, epochs: int, wall: float) -> None:
         table = self.rows()
-        lines = ["| encoder | " + " | ".join(h for _, h in COLUMNS) + " |",
-                 "|---|" + "---:|" * len(COLUMNS)]  # fmt: skip
+        columns = [(key, h) for key, h in COLUMNS if any(key in cols for cols in table.values())] or COLUMNS
+        lines = ["| encoder | " + " | ".join(h for _, h in columns) + " |",
+                 "|---|" + "---:|" * len(columns)]  # fmt: skip
         for row, cols in table.items():
-            cells = [_cell(cols.get(key, [])) for key, _ in COLUMNS]
+            cells = [_cell(cols.get(key, [])) for key, _ in columns]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         md = "\n".join(lines)
         pretrain = {}
@@ -355,8 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--paper-epochs", type=int, default=30)
     p.add_argument("--ft-epochs", type=int, default=20, help="epochs of the small-data fine-tuning")
-    p.add_argument("--ft-pools", nargs="+", default=["mean"], choices=sorted(FT_DIRS),
-                   help="the fine-tuned classifier's pooling (eval.ft_pool): mean (the paper's) and/or attentive")  # fmt: skip
+    p.add_argument("--ft-recipes", nargs="+", default=["mean"], choices=list(FT_RECIPES),
+                   help="variants of the small-data fine-tuning (FT_RECIPES): mean pooling (the paper's), attentive, ...")  # fmt: skip
     p.add_argument("--stage2-epochs", type=int, default=0,
                    help="also the paper's two stages: an image MAE on sampled frames, then stage-2 arms from stage 1")  # fmt: skip
     p.add_argument(
