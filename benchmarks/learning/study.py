@@ -206,6 +206,15 @@ class Study:
         small = self.out / "finetune_small.yaml"
         small.write_text(f"_base_: [{a.preset}, finetune_small]\n")
         jobs = []
+
+        def small_finetunes(label: str, base: list[str]) -> None:  # label: an arm, or "scratch"
+            for name in a.ft_recipes:
+                folder, _, _, overrides = FT_RECIPES[name]
+                run = self.out / folder / f"{label}-s{seed}"
+                jobs.append((f"finetune ({name}) {label} s{seed}",
+                             [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *base,
+                              f"eval.epochs={a.ft_epochs}", *overrides], run))  # fmt: skip
+
         for arm in self.eval_arms():
             for seed in a.seeds:
                 ckpt = self.out / "pretrain" / f"{arm}-s{seed}" / "video_encoder.safetensors"
@@ -213,24 +222,14 @@ class Study:
                 run = self.out / "readout" / f"{arm}-s{seed}"
                 jobs.append((f"readout {arm} s{seed}",
                              [*self.cvm, "readout", "-c", a.preset, "-o", str(run), *base], run))  # fmt: skip
-                for name in a.ft_recipes:
-                    folder, _, _, overrides = FT_RECIPES[name]
-                    run = self.out / folder / f"{arm}-s{seed}"
-                    jobs.append((f"finetune ({name}) {arm} s{seed}",
-                                 [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *base,
-                                  f"eval.epochs={a.ft_epochs}", *overrides], run))  # fmt: skip
+                small_finetunes(arm, base)
                 if arm in a.paper_recipe:
                     run = self.out / "finetune_paper" / f"{arm}-s{seed}"
                     jobs.append((f"finetune (paper recipe) {arm} s{seed}",
                                  [*self.cvm, "finetune", "-c", a.preset, "-o", str(run), *base,
                                   f"eval.epochs={a.paper_epochs}"], run))  # fmt: skip
         for seed in a.seeds:
-            for name in a.ft_recipes:  # scratch: no checkpoint
-                folder, _, _, overrides = FT_RECIPES[name]
-                run = self.out / folder / f"scratch-s{seed}"
-                jobs.append((f"finetune ({name}) scratch s{seed}",
-                             [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *self.common,
-                              f"train.seed={seed}", f"eval.epochs={a.ft_epochs}", *overrides], run))  # fmt: skip
+            small_finetunes("scratch", [*self.common, f"train.seed={seed}"])
         slots = a.eval_parallel
         return [(n, [*argv, self.workers(slots)], run) for n, argv, run in jobs]
 
