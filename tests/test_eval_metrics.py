@@ -7,11 +7,13 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
 from timm.optim import param_groups_layer_decay
 from timm.utils import accuracy as timm_accuracy
 
-from crossvideomae.config import EvalConfig, load_config
+from crossvideomae.config import ConfigError, EvalConfig, load_config
 from crossvideomae.data import eval_collate
+from crossvideomae.engine.checkpoint import CheckpointError
 from crossvideomae.eval.features import eval_loader, gather_in_order, predict_probs
 from crossvideomae.eval.heads import Classifier
 from crossvideomae.eval.metrics import (
@@ -191,3 +193,33 @@ def test_knn_centring_removes_a_shared_offset():
     plain = knn_retrieval(x[:30], y[:30], x[30:], y[30:], (1,), center=False)["R@1"]
     centred = knn_retrieval(x[:30], y[:30], x[30:], y[30:], (1,), center=True)["R@1"]
     assert centred == 100.0 and plain < 80.0
+
+
+def test_classifier_from_attentive_probe_starts_with_the_probes_predictions(tmp_path):
+    """LP-FT (eval.ft_head_init): the classifier's pooling and head take the probe's weights, so before any
+    fine-tuning step it scores clips exactly as the probe scored the frozen encoder's tokens."""
+    cfg = load_config("tiny", ["model.depth=1"])
+    encoder = build_video_encoder(cfg.model).eval()
+    video = torch.randn(6, 3, cfg.model.num_frames, cfg.model.img_size, cfg.model.img_size)
+    with torch.no_grad():
+        tokens = encoder.forward_features(video)
+    ecfg = EvalConfig(attn_epochs=2, attn_batch_size=3)
+    probe, _ = train_attentive_probe(
+        tokens, torch.tensor([0, 1, 2, 0, 1, 2]), 3, ecfg, 0, torch.device("cpu")
+    )
+    path = tmp_path / "attentive_probe-pretrained-label.safetensors"
+    save_file({k: v.contiguous() for k, v in probe.state_dict().items()}, path)
+    model = Classifier(encoder, num_classes=3, pool="attentive").eval()
+    report = model.load_head(path)
+    assert report["tensors"] == len(probe.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(model(video), probe(tokens), atol=1e-5)
+        assert not torch.allclose(
+            Classifier(encoder, 3, pool="attentive").eval()(video), probe(tokens), atol=1e-3
+        )
+    with pytest.raises(CheckpointError, match="shapes differ"):
+        Classifier(encoder, num_classes=4, pool="attentive").load_head(path)
+    with pytest.raises(ConfigError, match="eval.ft_pool=attentive"):
+        Classifier(encoder, num_classes=3).load_head(path)
+    with pytest.raises(CheckpointError, match="not found"):
+        model.load_head(tmp_path / "missing.safetensors")

@@ -17,7 +17,8 @@ One command runs the whole study, or continues it (a job whose ``results.json`` 
    the pretraining seed): ``readout`` (kNN R@1 on centred features, linear probe, attentive probe; motion
    and object kind) and ``finetune`` with the small-data recipe (``finetune_small``), plus fine-tuning from
    scratch; ``--ft-recipes mean attentive ...`` fine-tunes with each named variant of that recipe (``FT_RECIPES``:
-   the classifier's pooling ``eval.ft_pool``, layer-wise lr decay, a smaller lr);
+   the classifier's pooling ``eval.ft_pool``, layer-wise lr decay, a smaller lr, LP-FT from the readout's
+   attentive probe);
    ``--paper-recipe ARM`` adds the paper's recipe for that arm;
 4. one table: each cell the mean over seeds and, in brackets, the spread (max - min); ``study.json`` holds
    every run's figures, ``study.md`` the table.
@@ -35,6 +36,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,7 +74,13 @@ FT_RECIPES: dict[str, tuple[str, str, str, list[str]]] = {
     "attentive_lr_quarter": ("finetune_attentive_lr_quarter", "ft_attentive_lr_quarter_motion",
                              "fine-tune motion, attentive pooling, lr / 4",
                              ["eval.ft_pool=attentive", "eval.ft_base_lr=2.5e-4"]),
+    # LP-FT: the pooling and head start from the attentive probe that the same seed's readout fitted on the
+    # frozen encoder (for scratch, on the random-init encoder of that seed); runs after the readouts
+    "attentive_lpft": ("finetune_attentive_lpft", "ft_attentive_lpft_motion",
+                       "fine-tune motion, attentive pooling from the attentive probe (LP-FT)",
+                       ["eval.ft_pool=attentive"]),
 }  # fmt: skip
+LPFT = "attentive_lpft"  # the recipe whose jobs wait for the readout's probes
 COLUMNS = (  # (key in a row, header); the fine-tuning columns go after the frozen motion ones
     ("knn_motion", "kNN R@1 motion"),
     ("linear_motion", "linear motion"),
@@ -97,6 +105,7 @@ class Study:
         self.out = Path(args.out)
         self.data = self.out / "data"
         self.cvm = [sys.executable, "-m", "crossvideomae"]
+        self.after: dict[Path, Path] = {}  # an evaluation job's run dir -> the readout it starts from
         self.common = [
             f"data.train_list={self.data / 'train.txt'}",
             f"data.val_list={self.data / 'val.txt'}",
@@ -106,17 +115,23 @@ class Study:
     def workers(self, slots: int) -> str:
         return f"data.num_workers={max(1, (os.cpu_count() or 2) // slots)}"
 
-    def run_all(self, jobs: list[tuple[str, list[str], Path]], slots: int) -> None:
-        """Run (name, argv, run dir) jobs, ``slots`` at a time; a run dir holding results.json is done."""
+    def run_all(self, jobs: list[tuple[str, list[str], Path]], slots: int, after: dict | None = None) -> None:
+        """Run (name, argv, run dir) jobs in order, ``slots`` at a time; a run dir holding results.json is done.
+        ``after`` maps a job's run dir to the run dir of a job in the same list that must finish first."""
         todo = [j for j in jobs if not (j[2] / "results.json").is_file()]
         if not todo:
             return
         t0 = time.time()
         print(f"[study] {len(todo)} job(s), {slots} at a time: " + ", ".join(j[0] for j in todo), flush=True)
+        finished = {run_dir: threading.Event() for _, _, run_dir in todo}
 
         def one(job):
             name, argv, run_dir = job
+            before = (after or {}).get(run_dir)
+            if before in finished:
+                finished[before].wait()
             rc = sh(argv, run_dir.parent / f"{run_dir.name}.log")
+            finished[run_dir].set()
             print(f"[study] {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} at {time.time() - t0:.0f} s",
                   flush=True)  # fmt: skip
             return rc
@@ -210,10 +225,13 @@ class Study:
         small.write_text(f"_base_: [{a.preset}, finetune_small]\n")
         jobs = []
 
-        def small_finetunes(label: str, base: list[str]) -> None:  # label: an arm, or "scratch"
+        def small_finetunes(label: str, base: list[str], probe: Path) -> None:  # label: an arm, or "scratch"
             for name in a.ft_recipes:
                 folder, _, _, overrides = FT_RECIPES[name]
                 run = self.out / folder / f"{label}-s{seed}"
+                if name == LPFT:
+                    overrides = [*overrides, f"eval.ft_head_init={probe}"]
+                    self.after[run] = probe.parent
                 jobs.append((f"finetune ({name}) {label} s{seed}",
                              [*self.cvm, "finetune", "-c", str(small), "-o", str(run), *base,
                               f"eval.epochs={a.ft_epochs}", *overrides], run))  # fmt: skip
@@ -225,15 +243,19 @@ class Study:
                 run = self.out / "readout" / f"{arm}-s{seed}"
                 jobs.append((f"readout {arm} s{seed}",
                              [*self.cvm, "readout", "-c", a.preset, "-o", str(run), *base], run))  # fmt: skip
-                small_finetunes(arm, base)
+                small_finetunes(arm, base, run / "attentive_probe-pretrained-label.safetensors")
                 if arm in a.paper_recipe:
                     run = self.out / "finetune_paper" / f"{arm}-s{seed}"
                     jobs.append((f"finetune (paper recipe) {arm} s{seed}",
                                  [*self.cvm, "finetune", "-c", a.preset, "-o", str(run), *base,
                                   f"eval.epochs={a.paper_epochs}"], run))  # fmt: skip
+        first = self.eval_arms()[0]  # its readout's random-init probe of each seed starts scratch's LP-FT
         for seed in a.seeds:
-            small_finetunes("scratch", [*self.common, f"train.seed={seed}"])
+            probe = self.out / "readout" / f"{first}-s{seed}" / "attentive_probe-random-label.safetensors"
+            small_finetunes("scratch", [*self.common, f"train.seed={seed}"], probe)
         slots = a.eval_parallel
+        # readouts first, then the LP-FT jobs that wait for them, then the rest
+        jobs.sort(key=lambda j: 0 if j[0].startswith("readout") else 1 if j[2] in self.after else 2)
         return [(n, [*argv, self.workers(slots)], run) for n, argv, run in jobs]
 
     # ------------------------------------------------------------------------------------------- table
@@ -395,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.stage2_epochs:
             study.stage2()
     if "eval" in args.phases:
-        study.run_all(study.eval_jobs(), args.eval_parallel)
+        study.run_all(study.eval_jobs(), args.eval_parallel, study.after)
     study.report(epochs, time.time() - t0)
 
 

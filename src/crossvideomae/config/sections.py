@@ -175,6 +175,10 @@ class EvalConfig:
     # what the fine-tuned classifier's linear head reads. mean: the mean of the tokens (the paper's, VideoMAE's)
     # | attentive: a learned query over all tokens (the attentive probe's pooling, timm AttentionPoolLatent)
     ft_pool: str = "mean"
+    # LP-FT (Kumar et al., 2022): an attentive probe that `readout` trained on this encoder's frozen tokens
+    # (its attentive_probe-pretrained-label.safetensors) initialises the pooling and head, so that fine-tuning
+    # starts from the probe's accuracy instead of a random head; needs ft_pool=attentive
+    ft_head_init: str = ""
     label_smoothing: float = 0.1
     mixup: float = 0.8  # mixup alpha (0 = off)
     cutmix: float = 1.0  # cutmix alpha (0 = off)

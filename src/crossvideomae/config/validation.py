@@ -188,6 +188,11 @@ def _rules(c: Config):
     yield "eval.ft_layer_decay", 0 < e.ft_layer_decay <= 1, "must be in (0, 1]"
     yield "eval.ft_drop_path", 0 <= e.ft_drop_path < 1, "must be in [0, 1)"
     yield "eval.ft_pool", e.ft_pool in ("mean", "attentive"), "must be mean or attentive"
+    yield (
+        "eval.ft_head_init",
+        not e.ft_head_init or e.ft_pool == "attentive",
+        "initialises the attentive pooling and head: needs eval.ft_pool=attentive",
+    )
     yield "eval.mixup", e.mixup >= 0, "must be >= 0"
     yield "eval.cutmix", e.cutmix >= 0, "must be >= 0"
     yield "eval.random_erasing", 0 <= e.random_erasing <= 1, "must be in [0, 1]"

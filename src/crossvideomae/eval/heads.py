@@ -7,16 +7,23 @@
   V-JEPA and VideoMAE v2, which keeps what mean pooling throws away (where in the clip, and when).
 - :class:`Classifier`: encoder -> mean-pooled feature -> dropout -> linear, for fine-tuning; with
   ``pool="attentive"`` (``eval.ft_pool=attentive``) the attentive probe's pooling over all tokens instead of
-  the mean. It exposes timm's ``group_matcher`` so ``timm.optim.param_groups_layer_decay`` assigns BEiT-style
+  the mean, which :meth:`Classifier.load_head` can take from a trained attentive probe (LP-FT). It exposes timm's ``group_matcher`` so ``timm.optim.param_groups_layer_decay`` assigns BEiT-style
   layers: stem (patch and position embeddings, cls token) = 0, block i = i + 1, final norm, pooling and head
   = depth + 1.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file
 from timm.layers import AttentionPoolLatent
+
+from ..config import ConfigError
+from ..engine.checkpoint import CheckpointError
 
 
 class LinearProbe(nn.Module):
@@ -73,6 +80,35 @@ class Classifier(nn.Module):
         """x (B, C, T, H, W) or (B, C, H, W) -> logits (B, num_classes)."""
         feature = self.encoder(x) if self.pool is None else self.pool(self.encoder.forward_features(x))
         return self.head(self.dropout(feature))
+
+    def load_head(self, path: str | Path) -> dict[str, Any]:
+        """The pooling and head from an attentive probe's weights (``readout``'s
+        ``attentive_probe-*.safetensors``: the same modules); the encoder is untouched. Returns a load report."""
+        if self.pool is None:
+            raise ConfigError(
+                "eval.ft_head_init: the head reads attentive pooling; set eval.ft_pool=attentive"
+            )
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"eval.ft_head_init: {path} not found")
+        probe = load_file(path)
+        own = {k: v for k, v in self.state_dict().items() if k.startswith(("pool.", "head."))}
+        if set(probe) != set(own):
+            missing, extra = sorted(set(own) - set(probe)), sorted(set(probe) - set(own))
+            raise CheckpointError(
+                f"{path}: not an attentive probe of this classifier (missing {missing[:3]}, unexpected {extra[:3]})"
+            )
+        wrong = [
+            f"{k} {tuple(probe[k].shape)} vs {tuple(v.shape)}"
+            for k, v in own.items()
+            if v.shape != probe[k].shape
+        ]
+        if wrong:
+            raise CheckpointError(
+                f"{path}: shapes differ from this classifier's (width, classes): {wrong[0]}"
+            )
+        self.load_state_dict(probe, strict=False)
+        return {"file": str(path), "tensors": len(probe), "loaded": "pool, head"}
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from ..config import Config, ConfigError, EvalConfig
 from ..engine.optim import lr_at
@@ -147,12 +148,18 @@ def probe_protocol(
     png_path=None,
     class_names=None,
     kind: str = "linear",
+    save_path=None,
 ) -> dict:
     """Fit a ``kind`` probe (linear on mean-pooled (N, D) features | attentive on (N, L, D) tokens) on the train
-    rows, score the val rows: Acc@1/5, per-class accuracy, confusion matrix (+ picture), train Acc@1."""
+    rows, score the val rows: Acc@1/5, per-class accuracy, confusion matrix (+ picture), train Acc@1. With
+    ``save_path``, the fitted probe's weights are written there (safetensors)."""
     fit = train_attentive_probe if kind == "attentive" else train_linear_probe
     y_train, y_val = select_labels(train, label), select_labels(val, label)
     probe, losses = fit(train[feature], y_train, num_classes, cfg.eval, cfg.train.seed, device)
+    if save_path is not None:
+        save_file(
+            {k: v.detach().float().cpu().contiguous() for k, v in probe.state_dict().items()}, save_path
+        )
     results = classification_results(
         probe_scores(probe, val[feature]), y_val, num_classes, png_path, class_names
     )

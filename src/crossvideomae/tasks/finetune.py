@@ -8,6 +8,9 @@ repeated augmentation (``eval.repeated_aug`` differently augmented clips of each
 VideoMAE's ``num_sample``), warm-up then cosine per step, for ``eval.epochs`` epochs. Training runs in the
 shared loop (``engine.train.fit``: bf16 on CUDA, accumulation, clipping, checkpoints, ``--resume``).
 
+With ``eval.ft_pool=attentive eval.ft_head_init=PROBE`` the pooling and head start from an attentive probe that
+``readout`` fitted on the frozen encoder (LP-FT: probe first, then fine-tune everything).
+
 Video clips are (B, C, T, H, W); erasing and cutmix see them as (B, C*T, H, W), so a box covers the same
 place in every frame and the motion inside the clip is not broken.
 """
@@ -93,6 +96,7 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
     num_classes = num_classes_of(cfg, train_set)
     encoder, source = build_encoder(cfg)
     model = Classifier(encoder, num_classes, dropout=e.dropout, pool=e.ft_pool)
+    head_init = model.load_head(e.ft_head_init) if e.ft_head_init else None
     groups = param_groups_layer_decay(
         model,
         weight_decay=e.ft_weight_decay,
@@ -135,6 +139,6 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
         print(
             f"multi-view test ({t['views']} views, {e.label}): Acc@1 {t['acc1']:.2f}  Acc@5 {t['acc5']:.2f}"
         )
-    results.update({"encoder": source, "label": e.label, "num_classes": num_classes})
+    results.update({"encoder": source, "head_init": head_init, "label": e.label, "num_classes": num_classes})
     results["checkpoint"] = str(out_dir / "checkpoint-last.pth")
     return results

@@ -4,7 +4,9 @@ The encoder of ``eval.checkpoint`` and the same architecture at random initialis
 compared on three protocols over the same cached tokens: kNN retrieval (val clips query train clips, cosine of
 train-mean-centred mean-pooled features; R@1, R@5), the linear probe on mean-pooled features and the attentive
 probe on all tokens (Acc@1), for the motion label (``label``) and, on the synthetic dataset, the object kind
-(``kind``). Tokens are extracted once per encoder in one decoding pass per split.
+(``kind``). Tokens are extracted once per encoder in one decoding pass per split. Each attentive probe is kept
+as ``attentive_probe-{pretrained|random}-{label|kind}.safetensors``: ``finetune eval.ft_head_init=`` starts
+from it (LP-FT).
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def run(cfg: Config, out_dir: Path, args) -> dict[str, Any]:
             recall = retrieval_protocol(train, val, name, label, (1, 5), cfg.eval.knn_center)
             probe = probe_protocol(train, val, name, label, num_classes, cfg, device)
             attn = probe_protocol(
-                train, val, f"{name}_tokens", label, num_classes, cfg, device, kind="attentive"
-            )
+                train, val, f"{name}_tokens", label, num_classes, cfg, device, kind="attentive",
+                save_path=out_dir / f"attentive_probe-{name}-{label}.safetensors" if is_main_process() else None,
+            )  # fmt: skip
             rows.append(
                 {
                     "label": label,
