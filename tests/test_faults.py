@@ -440,3 +440,28 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(
         assert res["steps"] == STEPS
         _assert_same_weights(_weights(tmp_path), _weights(reference))
         assert read_metrics(tmp_path) == read_metrics(reference)
+
+
+def test_a_stop_signal_and_a_worker_death_arriving_together_print_nothing():
+    """SIGTERM to the process group and a worker killed at once: both signals are pending when Python runs its
+    handlers, SIGTERM's first. Its handler switches the loader's SIGCHLD handler off; had it installed SIG_DFL,
+    CPython would then print "OSError: Signal 17 ignored due to race condition" with a traceback into the log."""
+    from crossvideomae.engine.stopping import StopFlag
+
+    seen, unraisable = [], []
+    old_chld = signal.signal(signal.SIGCHLD, lambda *a: seen.append("loader handler"))
+    old_hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    stop = StopFlag()
+    try:
+        with stop.installed():
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGCHLD)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGCHLD})
+            for _ in range(3):  # let the interpreter run the pending handlers
+                time.sleep(0.01)
+    finally:
+        sys.unraisablehook = old_hook
+        signal.signal(signal.SIGCHLD, old_chld)
+    assert stop.signal == signal.SIGTERM
+    assert seen == [] and unraisable == [], [str(u.exc_value) for u in unraisable]

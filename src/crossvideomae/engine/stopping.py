@@ -17,6 +17,10 @@ def ignore_stop_signals(worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _ignore(signum, frame) -> None:
+    """A Python handler that does nothing (SIGCHLD once a stop is pending)."""
+
+
 class StopFlag:
     """Set by SIGTERM / SIGUSR1 / SIGINT; the loop checkpoints at the next step boundary and returns.
 
@@ -39,7 +43,9 @@ class StopFlag:
                 flush=True,
             )
         self.signal = signum
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # a no-op, not SIG_DFL: a SIGCHLD already pending when this runs would find no Python handler, and
+        # CPython prints "Signal 17 ignored due to race condition" with a traceback
+        signal.signal(signal.SIGCHLD, _ignore)
 
     @contextlib.contextmanager
     def installed(self):
