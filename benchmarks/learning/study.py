@@ -310,7 +310,8 @@ class Study:
                     pretrain[f"{arm}-s{seed}"] = {k: res.get(k) for k in
                                                   ("steps", "wall_time_s", "step_time_median_s", "final_terms")}  # fmt: skip
         previous = _results_file(self.out / "study.json")
-        if self.args.phases == ["report"] and previous:  # a report alone keeps the run's own command and time
+        report_only = self.args.phases == ["report"] and bool(previous)
+        if report_only:  # a report alone keeps the run's own command and time
             wall = previous.get("wall_time_s", wall)
         finetune = {}
         for run in sorted(self.out.glob("finetune*/*/results.json")):
@@ -321,9 +322,7 @@ class Study:
                 "steps": res.get("steps"),
             }
         summary = {
-            "command": previous.get("command")
-            if self.args.phases == ["report"] and previous
-            else shlex.join([sys.executable, *sys.argv]),
+            "command": previous.get("command") if report_only else shlex.join([sys.executable, *sys.argv]),
             "arms": {a: ARMS[a] if a in ARMS else STAGE2[a][0] for a in self.eval_arms()},
             "stage2_epochs": self.args.stage2_epochs,
             "seeds": self.args.seeds,
@@ -332,8 +331,11 @@ class Study:
             "table": table,
             "pretrain": pretrain,
             "finetune": finetune,
-            "card": _card(),
-            "python": platform.python_version(),
+            # a report alone, written elsewhere, keeps the card and Python of the run it reports
+            "card": previous.get("card", _card()) if report_only else _card(),
+            "python": previous.get("python", platform.python_version())
+            if report_only
+            else platform.python_version(),
         }
         (self.out / "study.json").write_text(json.dumps(summary, indent=2))
         (self.out / "study.md").write_text(md + "\n")
@@ -409,7 +411,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     study = Study(args)
     study.out.mkdir(parents=True, exist_ok=True)
-    study.synth()
+    if args.phases != ["report"]:  # a report reads the runs' results only
+        study.synth()
     epochs = study.epochs() if "pretrain" in args.phases else _recorded_epochs(study.out)
     if "pretrain" in args.phases:
         jobs, slots = study.pretrain_jobs(epochs)
