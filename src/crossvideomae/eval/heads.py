@@ -7,9 +7,9 @@
   V-JEPA and VideoMAE v2, which keeps what mean pooling throws away (where in the clip, and when).
 - :class:`Classifier`: encoder -> mean-pooled feature -> dropout -> linear, for fine-tuning; with
   ``pool="attentive"`` (``eval.ft_pool=attentive``) the attentive probe's pooling over all tokens instead of
-  the mean, which :meth:`Classifier.load_head` can take from a trained attentive probe (LP-FT). It exposes timm's ``group_matcher`` so ``timm.optim.param_groups_layer_decay`` assigns BEiT-style
-  layers: stem (patch and position embeddings, cls token) = 0, block i = i + 1, final norm, pooling and head
-  = depth + 1.
+  the mean, which :meth:`Classifier.load_head` can take from a trained attentive probe (LP-FT). It exposes
+  timm's ``group_matcher`` so ``timm.optim.param_groups_layer_decay`` assigns BEiT-style layers: stem (patch
+  and position embeddings, cls token) = 0, block i = i + 1, final norm, pooling and head = depth + 1.
 """
 
 from __future__ import annotations
