@@ -20,6 +20,8 @@ One command runs the whole study, or continues it (a job whose ``results.json`` 
    the classifier's pooling ``eval.ft_pool``, layer-wise lr decay, a smaller lr, LP-FT from the readout's
    attentive probe);
    ``--paper-recipe ARM`` adds the paper's recipe for that arm;
+   ``--labels N`` evaluates with N labelled training clips (a class-balanced subset; pretraining still sees every
+   clip, unlabelled) into ``OUT/labelsN/``: the low-label test, where fine-tuning from scratch has less to learn from;
 4. one table: each cell the mean over seeds and, in brackets, the spread (max - min); ``study.json`` holds
    every run's figures, ``study.md`` the table.
 
@@ -32,7 +34,9 @@ import argparse
 import json
 import os
 import platform
+import random
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -111,6 +115,11 @@ class Study:
             f"data.val_list={self.data / 'val.txt'}",
             *args.extra,
         ]
+        # --labels N: every evaluation sees N labelled training clips (pretraining still sees them all,
+        # unlabelled), in its own folder beside the full-label one
+        self.evals = self.out / f"labels{args.labels}" if args.labels else self.out
+        labelled = self.data / (f"train_labels{args.labels}.txt" if args.labels else "train.txt")
+        self.eval_common = [f"data.train_list={labelled}", *self.common[1:]]
 
     def workers(self, slots: int) -> str:
         return f"data.num_workers={max(1, (os.cpu_count() or 2) // slots)}"
@@ -141,8 +150,31 @@ class Study:
 
     # ------------------------------------------------------------------------------------------- phases
     def synth(self) -> None:
-        if (self.data / "val.txt").is_file():
+        if not (self.data / "val.txt").is_file():
+            self.write_data()
+        if self.args.labels:
+            self.label_subset(self.args.labels)
+
+    def label_subset(self, n: int) -> None:
+        """``train_labels{n}.txt``: n training clips, as many of each class as n allows (seeded choice)."""
+        path = self.data / f"train_labels{n}.txt"
+        if path.is_file():
             return
+        by_class: dict[str, list[str]] = {}
+        for line in (self.data / "train.txt").read_text().splitlines():
+            if line.strip():
+                by_class.setdefault(line.split()[-1], []).append(line)
+        rng = random.Random(0)
+        for lines in by_class.values():
+            rng.shuffle(lines)
+        per_class = -(-n // len(by_class))
+        chosen = [line for lines in by_class.values() for line in lines[:per_class]][:n]
+        path.write_text("\n".join(sorted(chosen)) + "\n")
+        kinds = self.data / "train_kinds.txt"  # the object kinds' sidecar, looked up by path
+        if kinds.is_file():
+            shutil.copyfile(kinds, path.with_name(f"{path.stem}_kinds.txt"))
+
+    def write_data(self) -> None:
         t0 = time.time()
         rc = sh([*self.cvm, "synth", "-c", self.args.preset, "-o", str(self.data), *self.args.extra],
                 self.out / "synth.log")  # fmt: skip
@@ -228,7 +260,7 @@ class Study:
         def small_finetunes(label: str, base: list[str], probe: Path) -> None:  # label: an arm, or "scratch"
             for name in a.ft_recipes:
                 folder, _, _, overrides = FT_RECIPES[name]
-                run = self.out / folder / f"{label}-s{seed}"
+                run = self.evals / folder / f"{label}-s{seed}"
                 if name == LPFT:
                     overrides = [*overrides, f"eval.ft_head_init={probe}"]
                     self.after[run] = probe.parent
@@ -239,20 +271,20 @@ class Study:
         for arm in self.eval_arms():
             for seed in a.seeds:
                 ckpt = self.out / "pretrain" / f"{arm}-s{seed}" / "video_encoder.safetensors"
-                base = [*self.common, f"train.seed={seed}", f"eval.checkpoint={ckpt}"]
-                run = self.out / "readout" / f"{arm}-s{seed}"
+                base = [*self.eval_common, f"train.seed={seed}", f"eval.checkpoint={ckpt}"]
+                run = self.evals / "readout" / f"{arm}-s{seed}"
                 jobs.append((f"readout {arm} s{seed}",
                              [*self.cvm, "readout", "-c", a.preset, "-o", str(run), *base], run))  # fmt: skip
                 small_finetunes(arm, base, run / "attentive_probe-pretrained-label.safetensors")
                 if arm in a.paper_recipe:
-                    run = self.out / "finetune_paper" / f"{arm}-s{seed}"
+                    run = self.evals / "finetune_paper" / f"{arm}-s{seed}"
                     jobs.append((f"finetune (paper recipe) {arm} s{seed}",
                                  [*self.cvm, "finetune", "-c", a.preset, "-o", str(run), *base,
                                   f"eval.epochs={a.paper_epochs}"], run))  # fmt: skip
         first = self.eval_arms()[0]  # its readout's random-init probe of each seed starts scratch's LP-FT
         for seed in a.seeds:
-            probe = self.out / "readout" / f"{first}-s{seed}" / "attentive_probe-random-label.safetensors"
-            small_finetunes("scratch", [*self.common, f"train.seed={seed}"], probe)
+            probe = self.evals / "readout" / f"{first}-s{seed}" / "attentive_probe-random-label.safetensors"
+            small_finetunes("scratch", [*self.eval_common, f"train.seed={seed}"], probe)
         slots = a.eval_parallel
         # readouts first, then the LP-FT jobs that wait for them, then the rest
         jobs.sort(key=lambda j: 0 if j[0].startswith("readout") else 1 if j[2] in self.after else 2)
@@ -268,7 +300,7 @@ class Study:
 
         for arm in self.eval_arms():
             for seed in self.args.seeds:
-                res = _results(self.out / "readout" / f"{arm}-s{seed}")
+                res = _results(self.evals / "readout" / f"{arm}-s{seed}")
                 for r in res.get("table", []):
                     # every arm's readout holds the same random-init rows of its seed: the first arm's count
                     if r["encoder"] == "random" and arm != self.args.arms[0]:
@@ -280,15 +312,15 @@ class Study:
                     if label == "motion":
                         put(row, "linear_motion", r["probe_acc1"])
                 for folder, key, _, _ in FT_RECIPES.values():
-                    ft = _results(self.out / folder / f"{arm}-s{seed}").get("test")
+                    ft = _results(self.evals / folder / f"{arm}-s{seed}").get("test")
                     if ft:
                         put(arm, key, ft["acc1"])
-                paper = _results(self.out / "finetune_paper" / f"{arm}-s{seed}").get("test")
+                paper = _results(self.evals / "finetune_paper" / f"{arm}-s{seed}").get("test")
                 if paper:
                     put(f"{arm}, paper fine-tune recipe", "ft_motion", paper["acc1"])
         for seed in self.args.seeds:
             for folder, key, _, _ in FT_RECIPES.values():
-                ft = _results(self.out / folder / f"scratch-s{seed}").get("test")
+                ft = _results(self.evals / folder / f"scratch-s{seed}").get("test")
                 if ft:
                     put("random init", key, ft["acc1"])
         return table
@@ -309,12 +341,12 @@ class Study:
                 if res:
                     pretrain[f"{arm}-s{seed}"] = {k: res.get(k) for k in
                                                   ("steps", "wall_time_s", "step_time_median_s", "final_terms")}  # fmt: skip
-        previous = _results_file(self.out / "study.json")
+        previous = _results_file(self.evals / "study.json")
         report_only = self.args.phases == ["report"] and bool(previous)
         if report_only:  # a report alone keeps the run's own command and time
             wall = previous.get("wall_time_s", wall)
         finetune = {}
-        for run in sorted(self.out.glob("finetune*/*/results.json")):
+        for run in sorted(self.evals.glob("finetune*/*/results.json")):
             res = _results_file(run)
             finetune[f"{run.parent.parent.name}/{run.parent.name}"] = {
                 "epoch_loss": [round(h["total"], 4) for h in res.get("history", [])],
@@ -325,6 +357,7 @@ class Study:
             "command": previous.get("command") if report_only else shlex.join([sys.executable, *sys.argv]),
             "arms": {a: ARMS[a] if a in ARMS else STAGE2[a][0] for a in self.eval_arms()},
             "stage2_epochs": self.args.stage2_epochs,
+            "labels": self.args.labels or "all",
             "seeds": self.args.seeds,
             "epochs": epochs,
             "wall_time_s": round(wall, 1),
@@ -337,8 +370,9 @@ class Study:
             if report_only
             else platform.python_version(),
         }
-        (self.out / "study.json").write_text(json.dumps(summary, indent=2))
-        (self.out / "study.md").write_text(md + "\n")
+        self.evals.mkdir(parents=True, exist_ok=True)
+        (self.evals / "study.json").write_text(json.dumps(summary, indent=2))
+        (self.evals / "study.md").write_text(md + "\n")
         print(md, flush=True)
 
 
@@ -397,6 +431,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ft-epochs", type=int, default=20, help="epochs of the small-data fine-tuning")
     p.add_argument("--ft-recipes", nargs="+", default=["mean"], choices=list(FT_RECIPES),
                    help="variants of the small-data fine-tuning (FT_RECIPES): mean pooling (the paper's), attentive, ...")  # fmt: skip
+    p.add_argument("--labels", type=int, default=0,
+                   help="evaluate with this many labelled training clips (class-balanced; default: all), into OUT/labelsN")  # fmt: skip
     p.add_argument("--stage2-epochs", type=int, default=0,
                    help="also the paper's two stages: an image MAE on sampled frames, then stage-2 arms from stage 1")  # fmt: skip
     p.add_argument(
