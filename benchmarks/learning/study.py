@@ -51,6 +51,7 @@ ARMS: dict[str, list[str]] = {
     "video_only": ["loss.intra=false", "loss.cross=false", "loss.mse=false"],  # VideoMAE's objective
     "rl_intra": ["loss.cross=false", "loss.mse=false"],  # + intra-modal contrast
     "rl_cross": ["loss.intra=false", "loss.mse=false"],  # + cross-modal contrast
+    "rl_mse": ["loss.intra=false", "loss.cross=false"],  # + the decoder MSE between the two views
     "no_mse": ["loss.mse=false"],  # full without the decoder-embedding MSE
     "head": ["model.contrastive_head=mlp"],  # full, contrastive terms through an MLP head
     "mask95": ["mask.video_ratio=0.95", "mask.image_ratio=0.9"],  # the paper's best mask ratios
