@@ -220,6 +220,29 @@ def test_bench_loader_times_each_repeat_factor(synth, tmp_path):
     )
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bench_loader_is_one_iterator_across_epoch_ends(synth, monkeypatch, workers):
+    """bench's real-loader steps take their batches as pretrain does: from one DataLoader iterator whose sampler
+    spans the epochs, so the workers prefetch across epoch ends (a new iterator per epoch left at most one
+    epoch's batches in flight: with a few dozen files and a large batch, one)."""
+    from torch.utils.data import DataLoader
+
+    from crossvideomae.perf.timing import loader_steps
+
+    iterators, steps = [], []
+    real_iter = DataLoader.__iter__
+    monkeypatch.setattr(DataLoader, "__iter__", lambda self: iterators.append(1) or real_iter(self))
+    cfg = load_config(
+        None,
+        [*TINY, "data.batch_size=4", f"data.num_workers={workers}", "data.augment=device",
+         f"data.train_list={synth / 'train.txt'}"],
+    ).validate()  # fmt: skip
+    res = loader_steps(cfg, lambda batch: steps.append(batch["video1"].shape), torch.device("cpu"), 1, 5)
+    assert res["videos"] == 8 and len(steps) == 6  # 6 batches of 4 from 8 videos: three epochs
+    assert all(shape[0] == 4 for shape in steps)
+    assert len(iterators) == 1
+
+
 def test_presampled_images_travel_beside_the_frames(tmp_path):
     from PIL import Image
 

@@ -93,26 +93,40 @@ def loader_steps(cfg: Config, step: Step, device: torch.device, warmup: int, ste
     """Steps fed by the real loader (``build_pretrain_dataset`` + ``pretrain_collate``, pinned, non-blocking
     copies, then ``pretrain_inputs``: the augmentation on the device with ``data.augment=device``): the same
     step, so the difference to the in-memory rate is what the loader costs. With ``data.repeated_sampling`` = r
-    the loader batches B / r videos of r clips each."""
-    from torch.utils.data import DataLoader
+    the loader batches B / r videos of r clips each.
+
+    As in ``pretrain``, one ``DataLoader`` iterator serves every step, its sampler running over as many epochs
+    as the timed steps need (the training loop's ``SeededItems`` + ``RunIndices``): the workers keep fetching
+    across epoch ends. (A new iterator per epoch, with a few dozen files, left at most an epoch's batches in
+    flight: with 48 videos and 32 per batch, one.)"""
+    from torch.utils.data import DataLoader, DistributedSampler
 
     from ..data import build_pretrain_dataset, pretrain_collate
     from ..data.device_augment import pretrain_inputs
+    from ..engine.sampling import RunIndices, SeededItems
 
     B, r = cfg.data.batch_size, cfg.data.repeated_sampling
     if B % r:
         raise ValueError(f"data.batch_size={B} is not a multiple of data.repeated_sampling={r}")
-    dataset = build_pretrain_dataset(cfg, split="train")
+    items = SeededItems(build_pretrain_dataset(cfg, split="train"), cfg.train.seed)
+    videos = B // r
+    per_epoch = len(items) // videos * videos
+    if not per_epoch:
+        raise ValueError(
+            f"{len(items)} videos make no batch of {videos} (data.batch_size / repeated_sampling)"
+        )
+    # every step, plus what the workers may still be fetching when the timing ends
+    wanted = (warmup + steps + 2 * max(1, cfg.data.num_workers)) * videos
+    sampler = DistributedSampler(items, num_replicas=1, rank=0, shuffle=True, seed=cfg.train.seed)
     inputs = pretrain_inputs(cfg)
     loader = DataLoader(
-        dataset,
-        batch_size=B // r,
-        shuffle=True,
+        items,
+        batch_size=videos,
+        sampler=RunIndices(sampler, 0, 0, -(-wanted // per_epoch), per_epoch),
         collate_fn=pretrain_collate,
         num_workers=cfg.data.num_workers,
         pin_memory=device.type == "cuda",
         drop_last=True,
-        persistent_workers=cfg.data.num_workers > 0,
     )
     keys = ("video1", "video2", "images", "frame_index1", "frame_index2")
 
@@ -122,7 +136,7 @@ def loader_steps(cfg: Config, step: Step, device: torch.device, warmup: int, ste
         )
         step({k: batch[k] for k in keys})  # as the in-memory batches: the step's own inputs are the identity
 
-    it = _forever(loader)
+    it = iter(loader)
     for _ in range(warmup):
         feed(next(it))
     sync(device)
@@ -137,10 +151,5 @@ def loader_steps(cfg: Config, step: Step, device: torch.device, warmup: int, ste
         "ms_per_step": 1e3 * s,
         "clips_per_s": B / s,
         "videos_per_s": B / r / s,
-        "videos": len(dataset),
+        "videos": len(items),
     }
-
-
-def _forever(loader):
-    while True:
-        yield from loader
