@@ -125,9 +125,9 @@ class Study:
     def workers(self, slots: int) -> str:
         return f"data.num_workers={max(1, (os.cpu_count() or 2) // slots)}"
 
-    def run_all(self, jobs: list[tuple[str, list[str], Path]], slots: int, after: dict | None = None) -> None:
+    def run_all(self, jobs: list[tuple[str, list[str], Path]], slots: int) -> None:
         """Run (name, argv, run dir) jobs in order, ``slots`` at a time; a run dir holding results.json is done.
-        ``after`` maps a job's run dir to the run dir of a job in the same list that must finish first."""
+        A job whose run dir ``self.after`` maps to another job's of the same list starts when that one ends."""
         todo = [j for j in jobs if not (j[2] / "results.json").is_file()]
         if not todo:
             return
@@ -137,7 +137,7 @@ class Study:
 
         def one(job):
             name, argv, run_dir = job
-            before = (after or {}).get(run_dir)
+            before = self.after.get(run_dir)
             if before in finished:
                 finished[before].wait()
             rc = sh(argv, run_dir.parent / f"{run_dir.name}.log")
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.stage2_epochs:
             study.stage2()
     if "eval" in args.phases:
-        study.run_all(study.eval_jobs(), args.eval_parallel, study.after)
+        study.run_all(study.eval_jobs(), args.eval_parallel)
     study.report(epochs, time.time() - t0)
 
 
