@@ -126,9 +126,10 @@ class Study:
         return f"data.num_workers={max(1, (os.cpu_count() or 2) // slots)}"
 
     def run_all(self, jobs: list[tuple[str, list[str], Path]], slots: int) -> None:
-        """Run (name, argv, run dir) jobs in order, ``slots`` at a time; a run dir holding results.json is done.
+        """Run (name, argv, run dir) jobs in order, ``slots`` at a time; a run dir whose results.json says it ran
+        to the end is done, one that a signal stopped (a time limit) continues from its checkpoint with --resume.
         A job whose run dir ``self.after`` maps to another job's of the same list starts when that one ends."""
-        todo = [j for j in jobs if not (j[2] / "results.json").is_file()]
+        todo = [j for j in jobs if not _finished(j[2])]
         if not todo:
             return
         t0 = time.time()
@@ -140,6 +141,8 @@ class Study:
             before = self.after.get(run_dir)
             if before in finished:
                 finished[before].wait()
+            if next(run_dir.glob("checkpoint-*.pth"), None) is not None:
+                argv = [*argv[:4], "--resume", *argv[4:]]  # after python -m crossvideomae COMMAND
             rc = sh(argv, run_dir.parent / f"{run_dir.name}.log")
             finished[run_dir].set()
             print(f"[study] {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} at {time.time() - t0:.0f} s",
@@ -375,6 +378,12 @@ class Study:
         (self.evals / "study.json").write_text(json.dumps(summary, indent=2))
         (self.evals / "study.md").write_text(md + "\n")
         print(md, flush=True)
+
+
+def _finished(run: Path) -> bool:
+    """``run`` holds the results of a job that ran to its end (not one stopped by a signal)."""
+    f = run / "results.json"
+    return f.is_file() and json.loads(f.read_text()).get("stopped_by") is None
 
 
 def _recorded_epochs(out: Path) -> int:
