@@ -465,3 +465,24 @@ def test_a_stop_signal_and_a_worker_death_arriving_together_print_nothing():
         signal.signal(signal.SIGCHLD, old_chld)
     assert stop.signal == signal.SIGTERM
     assert seen == [] and unraisable == [], [str(u.exc_value) for u in unraisable]
+
+
+@pytest.mark.parametrize("error", [RuntimeError, ConnectionResetError, EOFError])
+def test_a_worker_killed_mid_handover_after_a_stop_ends_the_batches_instead_of_the_run(error):
+    """A worker killed while the main process receives its batch surfaces, depending on the moment, as the
+    loader's RuntimeError, or as the ConnectionResetError / EOFError of the shared-memory handover's socket.
+    After a stop signal every one of them ends the batches at this step boundary (one None); without a stop
+    they propagate."""
+    from crossvideomae.engine.stopping import StopFlag, until_stopped
+
+    def batches():
+        yield "batch 0"
+        raise error("worker gone")
+
+    stop = StopFlag()
+    fetch = until_stopped(batches(), stop)
+    assert next(fetch) == "batch 0"
+    stop.signal = signal.SIGTERM
+    assert list(fetch) == [None]
+    with pytest.raises(error):
+        list(until_stopped(batches(), StopFlag()))

@@ -67,13 +67,15 @@ class StopFlag:
 
 def until_stopped(batches: Iterator, stop: StopFlag) -> Iterator:
     """The loader's batches. After a stop signal a loader error (its workers got the signal too) gives one
-    None and ends them, so the run stops at this step boundary as the signal asked."""
+    None and ends them, so the run stops at this step boundary as the signal asked. A worker that dies while
+    the main process receives its batch shows as the loader's RuntimeError or, mid-handover, as the shared
+    memory socket's ConnectionResetError (an OSError) or EOFError."""
     while True:
         try:
             batch = next(batches)
         except StopIteration:
             return
-        except RuntimeError:
+        except (RuntimeError, OSError, EOFError):
             if stop.signal is None:
                 raise
             yield None
