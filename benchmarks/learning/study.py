@@ -439,8 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--paper-epochs", type=int, default=30)
     p.add_argument("--ft-epochs", type=int, default=20, help="epochs of the small-data fine-tuning")
-    p.add_argument("--ft-recipes", nargs="+", default=["mean"], choices=list(FT_RECIPES),
-                   help="variants of the small-data fine-tuning (FT_RECIPES): mean pooling (the paper's), attentive, ...")  # fmt: skip
+    p.add_argument("--ft-recipes", nargs="*", default=["mean"], choices=list(FT_RECIPES),
+                   help="variants of the small-data fine-tuning (FT_RECIPES): mean pooling (the paper's), attentive, "
+                        "...; the flag with no name: the frozen readouts only")  # fmt: skip
     p.add_argument("--labels", type=int, default=0,
                    help="evaluate with this many labelled training clips (class-balanced; default: all), into OUT/labelsN")  # fmt: skip
     p.add_argument("--stage2-epochs", type=int, default=0,
