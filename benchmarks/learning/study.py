@@ -382,8 +382,8 @@ class Study:
 
 def _finished(run: Path) -> bool:
     """``run`` holds the results of a job that ran to its end (not one stopped by a signal)."""
-    f = run / "results.json"
-    return f.is_file() and json.loads(f.read_text()).get("stopped_by") is None
+    results = _results(run)
+    return bool(results) and results.get("stopped_by") is None
 
 
 def _recorded_epochs(out: Path) -> int:
