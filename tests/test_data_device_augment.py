@@ -237,7 +237,12 @@ def test_bench_loader_is_one_iterator_across_epoch_ends(synth, monkeypatch, work
         [*TINY, "data.batch_size=4", f"data.num_workers={workers}", "data.augment=device",
          f"data.train_list={synth / 'train.txt'}"],
     ).validate()  # fmt: skip
-    res = loader_steps(cfg, lambda batch: steps.append(batch["video1"].shape), torch.device("cpu"), 1, 5)
+
+    def step(batch, queued):
+        steps.append(batch["video1"].shape)
+        queued()
+
+    res = loader_steps(cfg, step, torch.device("cpu"), 1, 5)
     assert res["videos"] == 8 and len(steps) == 6  # 6 batches of 4 from 8 videos: three epochs
     assert all(shape[0] == 4 for shape in steps)
     assert len(iterators) == 1

@@ -87,6 +87,9 @@ class DataConfig:
     # worker: shard JPEGs decoded in the loader workers | device: handed over as bytes and decoded in batches on
     # the training device (nvjpeg on CUDA; needs data.augment=device)
     shard_decode: str = "worker"
+    # copy the next batch to the device and run its device augmentation on a side CUDA stream while the current
+    # step runs (crossvideomae.engine.prefetch); false: each batch when its step starts
+    prefetch: bool = True
     # none | memory: decode every video once when the dataset is built and keep its frames in RAM
     # (crossvideomae.data.cache; for sets that fit, e.g. the learning benchmark's 0.8 GB)
     cache: str = "none"

@@ -124,10 +124,16 @@ class TrainStep:
         max_norm = self.clip_grad if self.clip_grad > 0 else float("inf")
         return D.replicated(nn.utils.clip_grad_norm_(params, max_norm)) if params else none
 
-    def __call__(self, batch: Batch, lr: float | None = None) -> dict[str, torch.Tensor]:
-        """A whole optimiser step on ``batch`` (``accum_steps`` micro-steps on it); the last micro-step's terms."""
+    def __call__(
+        self, batch: Batch, lr: float | None = None, queued: Callable[[], Any] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """A whole optimiser step on ``batch`` (``accum_steps`` micro-steps on it); the last micro-step's terms.
+        ``queued`` is called once the backward passes are queued, before the update's host synchronisation
+        (a loader's :meth:`DeviceFeed.advance <.prefetch.DeviceFeed.advance>`)."""
         for micro in range(1, self.accum_steps + 1):
             terms = self.backward(batch, sync=micro == self.accum_steps)
+        if queued is not None:
+            queued()
         self.update(terms["total"], lr)
         return terms
 

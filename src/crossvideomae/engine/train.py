@@ -41,6 +41,7 @@ from .checkpoint import (
 from .device import resolve_device
 from .metrics_log import MetricsLog, TermSums
 from .optim import lr_at, scaled_lr
+from .prefetch import DeviceFeed
 from .sampling import RunIndices, SeededItems
 from .step import LossFn, build_step
 from .stopping import StopFlag, ignore_stop_signals, until_stopped
@@ -61,10 +62,6 @@ class Hooks:
     on_end: Callable[[nn.Module, RunState], dict[str, Any]] | None = None  # returns extra results
 
 
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
 def fit(
     cfg: Config,
     model: nn.Module,
@@ -78,12 +75,15 @@ def fit(
     repeat_batch: int = 1,
     bad_videos: Any | None = None,
     prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    inputs: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset``; returns the run's figures. ``repeat_batch`` > 1 takes that many
     optimiser steps on every batch (test-time adaptation). ``bad_videos`` (a ``BadVideoLog``) counts the files
-    the dataset skipped and stops the run past its limit. ``prepare`` runs on every batch on the device before
-    the loss (outside a compiled graph: augmentation on the device, mixing)."""
-    trainer = Trainer(cfg, model, loss_fn, dataset, out_dir, groups, repeat_batch, prepare)
+    the dataset skipped and stops the run past its limit. ``inputs`` runs on every batch once it is on the
+    device, with ``data.prefetch`` one step ahead on a side stream (the augmentation on the device; it must not
+    draw from the global random streams, see :mod:`.prefetch`); ``prepare`` runs in the step, before the loss
+    (outside a compiled graph: mixing, which draws from them). Hooks receive the batch after ``inputs``."""
+    trainer = Trainer(cfg, model, loss_fn, dataset, out_dir, groups, repeat_batch, prepare, inputs)
     if resume:
         trainer.resume()
     return trainer.run(collate, hooks or Hooks(), bad_videos)
@@ -103,8 +103,9 @@ class Trainer:
         groups: list[dict] | None,
         repeat_batch: int,
         prepare: Callable[[dict[str, Any]], dict[str, Any]] | None,
+        inputs: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ):
-        self.cfg, self.out_dir, self.repeat_batch = cfg, out_dir, repeat_batch
+        self.cfg, self.out_dir, self.repeat_batch, self.inputs = cfg, out_dir, repeat_batch, inputs
         tc = cfg.train
         local_device = D.init_distributed(cfg.dist.backend)
         self.device = local_device or resolve_device(tc.device)
@@ -229,7 +230,9 @@ class Trainer:
             generator=torch.Generator().manual_seed(tc.seed),
         )
         batches = iter(loader)
-        fetch = until_stopped(batches, stop)
+        self.feed = fetch = DeviceFeed(
+            until_stopped(batches, stop), self.device, self.inputs, cfg.data.prefetch
+        )
         with stop.installed():
             while state.epoch < tc.epochs and self.stopped_by is None:
                 skip = state.batch_in_epoch
@@ -261,7 +264,7 @@ class Trainer:
                     if bad_videos is not None:
                         bad_videos.update(batch.get("skipped", []))
                         bad_videos.check(len(self.items))
-                    last_batch = _to_device(batch, self.device)
+                    last_batch = batch
                     for _ in range(self.repeat_batch):
                         self.take_step(last_batch)
                     state.batch_in_epoch += 1
@@ -276,7 +279,7 @@ class Trainer:
                         )
                     break
                 self.end_epoch(hooks, last_batch)
-        del fetch, batches  # stops the loader's workers
+        del self.feed, fetch, batches  # stops the loader's workers
         self.log.close()
         results = self.results()
         if bad_videos is not None:
@@ -292,12 +295,15 @@ class Trainer:
         not finite), the step's timing, the epoch sums and ``metrics.jsonl``.
 
         The host waits for the device once per optimiser step, as ``bench``'s step does: the finiteness check.
+        Before it, the next batch is fetched and its copy and ``inputs`` queued beside this step
+        (:class:`DeviceFeed`).
         The loss terms stay on the device (stacked, summed there); a log step's terms and gradient norm come
         back in that same check's transfer (``TrainStep.update_and_read``)."""
         state, tc, cfg = self.state, self.cfg.train, self.cfg
         self.micro += 1
         sync = self.micro % cfg.optim.accum_steps == 0
         terms = self.step.backward(batch, sync)
+        self.feed.advance()  # the next batch's copy and inputs, queued beside this step's work
         if not sync:
             return
         lr = lr_at(state.step, self.total_steps, self.warmup, self.peak_lr, cfg.optim.min_lr)

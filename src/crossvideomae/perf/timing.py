@@ -6,12 +6,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils import benchmark
 
 from ..config import Config
+
+if TYPE_CHECKING:
+    from ..engine.step import TrainStep
 
 Batch = dict[str, torch.Tensor]
 Step = Callable[[Batch], Any]
@@ -89,11 +92,14 @@ def summarise(figures: dict[str, float], flops: float, batch: int, ceiling: floa
     }
 
 
-def loader_steps(cfg: Config, step: Step, device: torch.device, warmup: int, steps: int) -> dict[str, float]:
+def loader_steps(
+    cfg: Config, step: TrainStep, device: torch.device, warmup: int, steps: int
+) -> dict[str, float]:
     """Steps fed by the real loader (``build_pretrain_dataset`` + ``pretrain_collate``, pinned, non-blocking
-    copies, then ``pretrain_inputs``: the augmentation on the device with ``data.augment=device``): the same
-    step, so the difference to the in-memory rate is what the loader costs. With ``data.repeated_sampling`` = r
-    the loader batches B / r videos of r clips each.
+    copies, then ``pretrain_inputs``: the augmentation on the device with ``data.augment=device``; with
+    ``data.prefetch`` queued one step ahead on a side stream, as ``fit`` does): the same step, so the
+    difference to the in-memory rate is what the loader costs. With ``data.repeated_sampling`` = r the loader
+    batches B / r videos of r clips each.
 
     As in ``pretrain``, one ``DataLoader`` iterator serves every step, its sampler running over as many epochs
     as the timed steps need (the training loop's ``SeededItems`` + ``RunIndices``): the workers keep fetching
@@ -103,6 +109,7 @@ def loader_steps(cfg: Config, step: Step, device: torch.device, warmup: int, ste
 
     from ..data import build_pretrain_dataset, pretrain_collate
     from ..data.device_augment import pretrain_inputs
+    from ..engine.prefetch import DeviceFeed
     from ..engine.sampling import RunIndices, SeededItems
 
     B, r = cfg.data.batch_size, cfg.data.repeated_sampling
@@ -130,24 +137,24 @@ def loader_steps(cfg: Config, step: Step, device: torch.device, warmup: int, ste
     )
     keys = ("video1", "video2", "images", "frame_index1", "frame_index2")
 
-    def feed(batch: dict[str, Any]) -> None:
-        batch = inputs(
-            {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        )
-        step({k: batch[k] for k in keys})  # as the in-memory batches: the step's own inputs are the identity
+    batches = DeviceFeed(iter(loader), device, inputs, cfg.data.prefetch)
 
-    it = iter(loader)
+    def feed() -> None:  # as fit: the next batch is queued after backward, before the step's synchronisation
+        batch = next(batches)
+        step({k: batch[k] for k in keys}, queued=batches.advance)  # the step's own inputs: the identity
+
     for _ in range(warmup):
-        feed(next(it))
+        feed()
     sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        feed(next(it))
+        feed()
     sync(device)
     s = (time.perf_counter() - t0) / steps
     return {
         "repeated_sampling": r,
         "augment": cfg.data.augment,
+        "prefetch": cfg.data.prefetch,
         "ms_per_step": 1e3 * s,
         "clips_per_s": B / s,
         "videos_per_s": B / r / s,

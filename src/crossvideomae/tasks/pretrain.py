@@ -112,7 +112,7 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
             m.eval()
             with torch.no_grad():
                 path = pictures / f"reconstruction-epoch{epoch + 1:04d}.png"
-                image = reconstruction_grid(m, inputs(batch), path, (cfg.data.mean, cfg.data.std))
+                image = reconstruction_grid(m, batch, path, (cfg.data.mean, cfg.data.std))
             m.train()
             log.image("reconstruction", image, epoch + 1)
 
@@ -140,7 +140,8 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
         hooks=Hooks(on_epoch_end=on_epoch_end, on_end=on_end),
         repeat_batch=repeat_batch,
         bad_videos=BadVideoLog(cfg.data.max_bad_fraction),
-        prepare=pretrain_prepare(cfg, inputs),
+        inputs=inputs,  # with data.prefetch, one step ahead on a side stream
+        prepare=pretrain_prepare(cfg, lambda batch: batch),  # mixing draws from the training's random streams
     )
     return summarise_pretraining(results, model, "pretrain", "video_encoder")
 

@@ -1,0 +1,106 @@
+"""The loader's batches made ready one step ahead (crossvideomae.engine.prefetch, ``data.prefetch``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_RUN, make_synth, read_metrics
+
+from crossvideomae.cli import main
+from crossvideomae.engine.prefetch import DeviceFeed
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return make_synth(tmp_path_factory, num_train=16, num_val=4, num_frames=12)
+
+
+def _logged_inputs(calls: list[int]):
+    def inputs(batch):
+        calls.append(int(batch["i"]))
+        return {**batch, "ready": batch["i"] * 10}
+
+    return inputs
+
+
+def test_advance_prepares_the_next_batch_before_it_is_taken():
+    calls: list[int] = []
+    feed = DeviceFeed(
+        iter([{"i": torch.tensor(k)} for k in range(3)]), torch.device("cpu"), _logged_inputs(calls)
+    )
+    first = next(feed)
+    assert calls == [0] and int(first["ready"]) == 0
+    feed.advance()
+    feed.advance()  # once per batch: a second call fetches nothing more
+    assert calls == [0, 1]
+    assert int(next(feed)["ready"]) == 10 and calls == [0, 1]  # taken as prepared, not prepared again
+    assert int(next(feed)["ready"]) == 20
+    feed.advance()  # past the end: the loader is exhausted, the feed ends
+    with pytest.raises(StopIteration):
+        next(feed)
+
+
+def test_without_ahead_each_batch_is_prepared_when_taken_and_a_stop_marker_passes_through():
+    calls: list[int] = []
+    feed = DeviceFeed(iter([{"i": torch.tensor(0)}, None]), torch.device("cpu"), _logged_inputs(calls), False)
+    next(feed)
+    feed.advance()
+    assert calls == [0]
+    assert next(feed) is None  # until_stopped's marker after a stop signal, not given to inputs
+    assert calls == [0]
+
+
+def _pretrain(synth, out, *extra):
+    data = [f"data.train_list={synth / 'train.txt'}", "data.augment=device", "data.repeated_sampling=2"]
+    main(["pretrain", "--config", "tiny", "-o", str(out), *TINY_RUN, *data, *extra])
+    return read_metrics(out)
+
+
+def test_device_augmentation_one_step_ahead_leaves_every_loss_as_it_was(synth, tmp_path):
+    """The augmentation of the next batch runs before this step's update: it draws nothing from the training's
+    random streams (masks, drop-path), so the run is the run without prefetching, step for step."""
+    ahead = _pretrain(synth, tmp_path / "ahead", "train.epochs=2", "data.prefetch=true")
+    taken = _pretrain(synth, tmp_path / "taken", "train.epochs=2", "data.prefetch=false")
+    assert len(ahead) == 4 and ahead == taken
+
+
+def test_resume_with_a_batch_prepared_ahead_repeats_the_uninterrupted_run(synth, tmp_path):
+    """At an epoch's end the next epoch's first batch is already augmented when the checkpoint is written; the
+    resumed run fetches and augments it again, and every later loss is the uninterrupted run's."""
+    import shutil
+
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    keep = ("train.keep_checkpoints=4", "train.epochs=3")
+    rows = _pretrain(synth, full, *keep)
+    resumed.mkdir()
+    shutil.copy(full / "checkpoint-1.pth", resumed / "checkpoint-1.pth")  # as if it had died after epoch 1
+    assert _pretrain(synth, resumed, *keep, "--resume") == [r for r in rows if r["step"] > 2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_a_batch_prepared_on_the_side_stream_equals_one_prepared_when_taken(synth):
+    from crossvideomae.config import load_config
+    from crossvideomae.data import build_pretrain_dataset, pretrain_collate
+    from crossvideomae.data.device_augment import DeviceAugment
+
+    cfg = load_config(
+        "tiny",
+        [*TINY_RUN, f"data.train_list={synth / 'train.txt'}", "data.augment=device", "train.device=cuda"],
+    ).validate()
+    ds = build_pretrain_dataset(cfg)
+    ds.set_epoch(0)
+    host = [pretrain_collate([ds[i] for i in range(k, k + 4)]) for k in (0, 4, 8)]
+    device = torch.device("cuda")
+    busy = torch.randn(4096, 4096, device=device)
+    got = []
+    for ahead in (True, False):
+        feed = DeviceFeed(iter([dict(b) for b in host]), device, DeviceAugment(cfg), ahead)
+        out = []
+        for batch in feed:
+            busy = (busy @ busy).tanh_()  # a step on the main stream while the next batch is prepared
+            feed.advance()
+            out.append({k: batch[k].clone() for k in ("video1", "video2", "images")})
+        got.append(out)
+    assert feed.stream is None and len(got[0]) == 3
+    for a, b in zip(*got, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
