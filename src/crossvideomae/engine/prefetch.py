@@ -47,7 +47,7 @@ class DeviceFeed:
     ):
         self.batches, self.device = batches, device
         self.inputs = inputs or (lambda batch: batch)
-        self.ahead_enabled = ahead
+        self.prepare_ahead = ahead
         self.stream = torch.cuda.Stream(device) if ahead and device.type == "cuda" else None
         self.ahead: Any = _NONE_AHEAD
 
@@ -58,15 +58,13 @@ class DeviceFeed:
             return _END
         if batch is None:
             return None
-        if self.stream is None:
-            return self.inputs(to_device(batch, self.device))
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.stream(self.stream):  # None (CPU, or not ahead): the current stream
             return self.inputs(to_device(batch, self.device))
 
     def advance(self) -> None:
         """Fetch the next batch and queue its copy and ``inputs`` (on CUDA, on the side stream), if not done yet;
         a no-op with ``ahead=False``."""
-        if self.ahead_enabled and self.ahead is _NONE_AHEAD:
+        if self.prepare_ahead and self.ahead is _NONE_AHEAD:
             self.ahead = self._load()
 
     def __iter__(self) -> DeviceFeed:
