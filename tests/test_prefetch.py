@@ -92,15 +92,16 @@ def test_on_cuda_a_batch_prepared_on_the_side_stream_equals_one_prepared_when_ta
     host = [pretrain_collate([ds[i] for i in range(k, k + 4)]) for k in (0, 4, 8)]
     device = torch.device("cuda")
     busy = torch.randn(4096, 4096, device=device)
-    got = []
+    got, streams = [], []
     for ahead in (True, False):
         feed = DeviceFeed(iter([dict(b) for b in host]), device, DeviceAugment(cfg), ahead)
+        streams.append(feed.stream)
         out = []
         for batch in feed:
             busy = (busy @ busy).tanh_()  # a step on the main stream while the next batch is prepared
             feed.advance()
             out.append({k: batch[k].clone() for k in ("video1", "video2", "images")})
         got.append(out)
-    assert feed.stream is None and len(got[0]) == 3
+    assert streams[0] is not None and streams[1] is None and len(got[0]) == 3
     for a, b in zip(*got, strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)

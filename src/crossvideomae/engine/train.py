@@ -230,9 +230,7 @@ class Trainer:
             generator=torch.Generator().manual_seed(tc.seed),
         )
         batches = iter(loader)
-        self.feed = fetch = DeviceFeed(
-            until_stopped(batches, stop), self.device, self.inputs, cfg.data.prefetch
-        )
+        self.feed = DeviceFeed(until_stopped(batches, stop), self.device, self.inputs, cfg.data.prefetch)
         with stop.installed():
             while state.epoch < tc.epochs and self.stopped_by is None:
                 skip = state.batch_in_epoch
@@ -250,7 +248,7 @@ class Trainer:
                 )
                 last_batch = None
                 self.micro = 0
-                for batch in itertools.islice(fetch, max(0, self.batches_per_epoch - skip)):
+                for batch in itertools.islice(self.feed, max(0, self.batches_per_epoch - skip)):
                     if D.any_rank(
                         stop.signal is not None
                     ):  # before a step: one in the last step ends the epoch
@@ -279,7 +277,7 @@ class Trainer:
                         )
                     break
                 self.end_epoch(hooks, last_batch)
-        del self.feed, fetch, batches  # stops the loader's workers
+        del self.feed, batches  # stops the loader's workers
         self.log.close()
         results = self.results()
         if bad_videos is not None:
