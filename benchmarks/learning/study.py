@@ -208,20 +208,24 @@ class Study:
         """The pretrained arms, and the stage-2 ones with --stage2-epochs."""
         return [*self.args.arms, *(STAGE2 if self.args.stage2_epochs else [])]
 
-    def stage2(self) -> None:
-        """Stage 1's image MAE on frames sampled from the training videos, then the stage-2 arms from stage 1's
-        video-only MAE (the same seed) and that image MAE."""
-        a, epochs = self.args, self.args.stage2_epochs
-        if "video_only" not in a.arms:
-            sys.exit("--stage2-epochs needs the video_only arm (stage 1's video MAE)")
+    def stage1_image_jobs(self, slots: int) -> list:
+        """Stage 1's image MAE: frames sampled from the training videos, then one image MAE per seed (it needs no
+        video encoder, so it runs side by side with the arms' pretraining)."""
+        a = self.args
         frames = self.out / "frames"
-        self.run_all([("sample frames", [*self.cvm, "sample-frames", "-c", a.preset, "-o", str(frames), "-n", "4",
-                       str(self.data / "train.txt"), *a.extra], frames)], 1)  # fmt: skip
-        slots = len(a.seeds)
-        image = {seed: self.out / "stage1_image" / f"s{seed}" for seed in a.seeds}
-        self.run_all([(f"image MAE s{seed}", [*self.cvm, "pretrain-image", "-c", a.preset, "-o", str(run),
-                       f"data.train_list={frames}", *a.extra, f"train.seed={seed}", f"train.epochs={epochs}",
-                       self.workers(slots)], run) for seed, run in image.items()], slots)  # fmt: skip
+        jobs = [("sample frames", [*self.cvm, "sample-frames", "-c", a.preset, "-o", str(frames), "-n", "4",
+                 str(self.data / "train.txt"), *a.extra], frames)]  # fmt: skip
+        for seed in a.seeds:
+            run = self.out / "stage1_image" / f"s{seed}"
+            self.after[run] = frames
+            jobs.append((f"image MAE s{seed}", [*self.cvm, "pretrain-image", "-c", a.preset, "-o", str(run),
+                         f"data.train_list={frames}", *a.extra, f"train.seed={seed}",
+                         f"train.epochs={a.stage2_epochs}", self.workers(slots)], run))  # fmt: skip
+        return jobs
+
+    def stage2(self) -> None:
+        """The stage-2 arms from stage 1's video-only MAE (the same seed) and its image MAE."""
+        a = self.args
         jobs, slots = [], len(a.seeds) * len(STAGE2)
         for arm, (overrides, with_image) in STAGE2.items():
             for seed in a.seeds:
@@ -229,10 +233,9 @@ class Study:
                 video = self.out / "pretrain" / f"video_only-s{seed}" / "video_encoder.safetensors"
                 init = [f"init.video={video}"]
                 if with_image:
-                    init.append(f"init.image={image[seed] / 'image_encoder.safetensors'}")
-                jobs.append(
-                    (f"{arm} s{seed}", self.pretrain_argv(run, [*overrides, *init], seed, epochs, slots), run)
-                )
+                    init.append(f"init.image={self.out / 'stage1_image' / f's{seed}' / 'image_encoder.safetensors'}")
+                argv = self.pretrain_argv(run, [*overrides, *init], seed, a.stage2_epochs, slots)
+                jobs.append((f"{arm} s{seed}", argv, run))
         self.run_all(jobs, slots)
 
     def epochs(self) -> int:
@@ -455,6 +458,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--extra", nargs="*", default=[], help="key=value overrides appended to every command")
     args = p.parse_args(argv)
+    if args.stage2_epochs and "video_only" not in args.arms:
+        p.error("--stage2-epochs needs the video_only arm (stage 1's video MAE)")
     t0 = time.time()
     study = Study(args)
     study.out.mkdir(parents=True, exist_ok=True)
@@ -463,6 +468,9 @@ def main(argv: list[str] | None = None) -> None:
     epochs = study.epochs() if "pretrain" in args.phases else _recorded_epochs(study.out)
     if "pretrain" in args.phases:
         jobs, slots = study.pretrain_jobs(epochs)
+        if args.stage2_epochs:  # stage 1: the arms (video_only among them) and the image MAE side by side
+            slots += len(args.seeds)
+            jobs += study.stage1_image_jobs(slots)
         study.run_all(jobs, slots)
         if args.stage2_epochs:
             study.stage2()
