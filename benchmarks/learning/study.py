@@ -233,7 +233,8 @@ class Study:
                 video = self.out / "pretrain" / f"video_only-s{seed}" / "video_encoder.safetensors"
                 init = [f"init.video={video}"]
                 if with_image:
-                    init.append(f"init.image={self.out / 'stage1_image' / f's{seed}' / 'image_encoder.safetensors'}")
+                    image = self.out / "stage1_image" / f"s{seed}" / "image_encoder.safetensors"
+                    init.append(f"init.image={image}")
                 argv = self.pretrain_argv(run, [*overrides, *init], seed, a.stage2_epochs, slots)
                 jobs.append((f"{arm} s{seed}", argv, run))
         self.run_all(jobs, slots)
