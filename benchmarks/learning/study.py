@@ -349,6 +349,12 @@ class Study:
                 if res:
                     pretrain[f"{arm}-s{seed}"] = {k: res.get(k) for k in
                                                   ("steps", "wall_time_s", "step_time_median_s", "final_terms")}  # fmt: skip
+        for seed in self.args.seeds if self.args.stage2_epochs else []:  # stage 1's image MAE
+            res = _results(self.out / "stage1_image" / f"s{seed}")
+            if res:
+                pretrain[f"stage1_image-s{seed}"] = {
+                    k: res.get(k) for k in ("steps", "wall_time_s", "final_terms")
+                }
         previous = _results_file(self.evals / "study.json")
         report_only = self.args.phases == ["report"] and bool(previous)
         if report_only:  # a report alone keeps the run's own command and time
@@ -381,7 +387,7 @@ class Study:
         self.evals.mkdir(parents=True, exist_ok=True)
         (self.evals / "study.json").write_text(json.dumps(summary, indent=2))
         (self.evals / "study.md").write_text(md + "\n")
-        print(md, flush=True)
+        print(md if table else "[study] no evaluation has finished yet", flush=True)
 
 
 def _finished(run: Path) -> bool:
