@@ -208,6 +208,10 @@ class Study:
         """The pretrained arms, and the stage-2 ones with --stage2-epochs."""
         return [*self.args.arms, *(STAGE2 if self.args.stage2_epochs else [])]
 
+    def image_run(self, seed: int) -> Path:
+        """Stage 1's image MAE run of ``seed``."""
+        return self.out / "stage1_image" / f"s{seed}"
+
     def stage1_image_jobs(self, slots: int) -> list:
         """Stage 1's image MAE: frames sampled from the training videos, then one image MAE per seed (it needs no
         video encoder, so it runs side by side with the arms' pretraining)."""
@@ -216,7 +220,7 @@ class Study:
         jobs = [("sample frames", [*self.cvm, "sample-frames", "-c", a.preset, "-o", str(frames), "-n", "4",
                  str(self.data / "train.txt"), *a.extra], frames)]  # fmt: skip
         for seed in a.seeds:
-            run = self.out / "stage1_image" / f"s{seed}"
+            run = self.image_run(seed)
             self.after[run] = frames
             jobs.append((f"image MAE s{seed}", [*self.cvm, "pretrain-image", "-c", a.preset, "-o", str(run),
                          f"data.train_list={frames}", *a.extra, f"train.seed={seed}",
@@ -233,8 +237,7 @@ class Study:
                 video = self.out / "pretrain" / f"video_only-s{seed}" / "video_encoder.safetensors"
                 init = [f"init.video={video}"]
                 if with_image:
-                    image = self.out / "stage1_image" / f"s{seed}" / "image_encoder.safetensors"
-                    init.append(f"init.image={image}")
+                    init.append(f"init.image={self.image_run(seed) / 'image_encoder.safetensors'}")
                 argv = self.pretrain_argv(run, [*overrides, *init], seed, a.stage2_epochs, slots)
                 jobs.append((f"{arm} s{seed}", argv, run))
         self.run_all(jobs, slots)
@@ -350,7 +353,7 @@ class Study:
                     pretrain[f"{arm}-s{seed}"] = {k: res.get(k) for k in
                                                   ("steps", "wall_time_s", "step_time_median_s", "final_terms")}  # fmt: skip
         for seed in self.args.seeds if self.args.stage2_epochs else []:  # stage 1's image MAE
-            res = _results(self.out / "stage1_image" / f"s{seed}")
+            res = _results(self.image_run(seed))
             if res:
                 pretrain[f"stage1_image-s{seed}"] = {
                     k: res.get(k) for k in ("steps", "wall_time_s", "final_terms")
