@@ -218,6 +218,20 @@ def test_bench_loader_times_each_repeat_factor(synth, tmp_path):
     assert all(
         r["ratio_to_in_memory"] > 0 and r["clips_per_s"] > 0 and r["augment"] == "device" for r in rows
     )
+    assert all(r["host_take_ms"] > 0 and r["host_ahead_ms"] >= 0 for r in rows)
+
+
+def test_bench_loader_profile_reports_the_batch_preparation(synth, tmp_path):
+    """--profile with --loader: a profile of the loader-fed steps per r, with the host time of preparing a batch
+    (its copy and augmentation) as a range of its own."""
+    res = main(
+        ["bench", "-o", str(tmp_path), "--steps", "1", "--warmup", "1", "--no-baseline", "--loader",
+         "--profile", "2", *TINY, "data.batch_size=4", "data.num_workers=0", "data.augment=device",
+         f"data.train_list={synth / 'train.txt'}"]
+    )  # fmt: skip
+    prepare = res["real_loader"]["profile"]["ranges"]["prepare"]
+    assert prepare["host_ms"] > 0
+    assert "prepare" in (tmp_path / "profile_loader_r1.txt").read_text()
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .timing import Batch, Step, sync
+
+# the record_function ranges that a profile reports on its own
+MARKED = ("prepare",)
 
 
 def host_syncs(step: Step, batch: Batch, device: torch.device) -> list[str]:
@@ -32,18 +36,36 @@ def profile_steps(
     step: Step, batch: Batch, steps: int, device: torch.device, out: Path, top: int = 15
 ) -> dict[str, Any]:
     """Kernel table of ``steps`` steps (``out``/profile.txt) and the ``top`` kernels by device time per step."""
+    return profile_loop(lambda: step(batch), steps, device, out, top)
+
+
+def profile_loop(
+    call: Callable[[], Any], steps: int, device: torch.device, out: Path, top: int = 15
+) -> dict[str, Any]:
+    """``call`` ``steps`` times under ``torch.profiler``: the op table by own device time (by own host time on a
+    CPU) into ``out``, followed on CUDA by the table by own host time; the ``top`` kernels and the kernel groups
+    by device time per step, and per step the host and device time of each ``record_function`` range that the
+    code marks (``prepare``: a batch's copy and augmentation, :class:`~crossvideomae.engine.prefetch.DeviceFeed`)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            step(batch)
+            call()
         sync(device)
     events = prof.key_averages()
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    out.write_text(events.table(sort_by=key, row_limit=60, max_name_column_width=120))
+    tables = [events.table(sort_by=key, row_limit=60, max_name_column_width=120)]
+    if device.type == "cuda":
+        tables.append(events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=120))
+    out.write_text("\n\n".join(tables))
+    ranges = {
+        e.key: {"host_ms": e.cpu_time_total / steps / 1e3, "device_ms": _device_total_us(e) / steps / 1e3}
+        for e in events
+        if e.key in MARKED
+    }
     if device.type != "cuda":
-        return {}
+        return {"ranges": ranges} if ranges else {}
     kernels = [
         e
         for e in events
@@ -62,6 +84,7 @@ def profile_steps(
         "kernel_ms_per_step": busy,
         "kernel_groups_ms": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
         "top_kernels": rows,
+        **({"ranges": ranges} if ranges else {}),
     }
 
 
@@ -80,3 +103,8 @@ def _kernel_group(name: str) -> str:
 
 def _device_us(event: Any) -> float:
     return getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0)
+
+
+def _device_total_us(event: Any) -> float:
+    """Device time of an op and what it launched (the kernels of a ``record_function`` range)."""
+    return getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0)

@@ -14,6 +14,8 @@ from torch.utils import benchmark
 from ..config import Config
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..engine.step import TrainStep
 
 Batch = dict[str, torch.Tensor]
@@ -93,8 +95,13 @@ def summarise(figures: dict[str, float], flops: float, batch: int, ceiling: floa
 
 
 def loader_steps(
-    cfg: Config, step: TrainStep, device: torch.device, warmup: int, steps: int
-) -> dict[str, float]:
+    cfg: Config,
+    step: TrainStep,
+    device: torch.device,
+    warmup: int,
+    steps: int,
+    profile: tuple[int, Path] | None = None,
+) -> dict[str, Any]:
     """Steps fed by the real loader (``build_pretrain_dataset`` + ``pretrain_collate``, pinned, non-blocking
     copies, then ``pretrain_inputs``: the augmentation on the device with ``data.augment=device``; with
     ``data.prefetch`` queued one step ahead on a side stream, as ``fit`` does): the same step, so the
@@ -104,7 +111,13 @@ def loader_steps(
     As in ``pretrain``, one ``DataLoader`` iterator serves every step, its sampler running over as many epochs
     as the timed steps need (the training loop's ``SeededItems`` + ``RunIndices``): the workers keep fetching
     across epoch ends. (A new iterator per epoch, with a few dozen files, left at most an epoch's batches in
-    flight: with 48 videos and 32 per batch, one.)"""
+    flight: with 48 videos and 32 per batch, one.)
+
+    Where the time goes: ``host_take_ms`` is the host's time per step in taking a batch (waiting for the
+    workers; without prefetch also its copy and the augmentation's launches), ``host_ahead_ms`` the time in
+    preparing the next one ahead (fetch, copy and launches, inside the step); ``profile`` = (N, file) profiles N
+    more steps with ``torch.profiler`` into ``file`` (host ops and device kernels, each sorted by its own time)
+    and adds the device time per step of the augmentation's kernels and of the whole step."""
     from torch.utils.data import DataLoader, DistributedSampler
 
     from ..data import build_pretrain_dataset, pretrain_collate
@@ -138,20 +151,29 @@ def loader_steps(
     keys = ("video1", "video2", "images", "frame_index1", "frame_index2")
 
     batches = DeviceFeed(iter(loader), device, inputs, cfg.data.prefetch)
+    host = {"take": 0.0, "ahead": 0.0}
+
+    def ahead() -> None:
+        t = time.perf_counter()
+        batches.advance()
+        host["ahead"] += time.perf_counter() - t
 
     def feed() -> None:  # as fit: the next batch is queued after backward, before the step's synchronisation
+        t = time.perf_counter()
         batch = next(batches)
-        step({k: batch[k] for k in keys}, queued=batches.advance)  # the step's own inputs: the identity
+        host["take"] += time.perf_counter() - t
+        step({k: batch[k] for k in keys}, queued=ahead)  # the step's own inputs: the identity
 
     for _ in range(warmup):
         feed()
     sync(device)
+    host.update(take=0.0, ahead=0.0)
     t0 = time.perf_counter()
     for _ in range(steps):
         feed()
     sync(device)
     s = (time.perf_counter() - t0) / steps
-    return {
+    result: dict[str, Any] = {
         "repeated_sampling": r,
         "augment": cfg.data.augment,
         "prefetch": cfg.data.prefetch,
@@ -159,4 +181,11 @@ def loader_steps(
         "clips_per_s": B / s,
         "videos_per_s": B / r / s,
         "videos": len(items),
+        "host_take_ms": 1e3 * host["take"] / steps,
+        "host_ahead_ms": 1e3 * host["ahead"] / steps,
     }
+    if profile:
+        from .profile import profile_loop
+
+        result["profile"] = profile_loop(feed, profile[0], device, profile[1])
+    return result

@@ -58,7 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --loader: data.repeated_sampling values to time, e.g. 1,2,4 (default: the config's)",
     )
     parser.add_argument(
-        "--profile", type=int, default=0, metavar="N", help="profile N steps; top kernels into the results"
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="profile N steps (and, with --loader, N loader-fed steps per r); top kernels into the results",
     )
     parser.add_argument(
         "--compile-loss",
@@ -127,7 +131,8 @@ def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             rcfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, repeated_sampling=r))
             name = f"real loader, augment={cfg.data.augment}, r={r}"
             try:
-                real = loader_steps(rcfg.validate(), step, device, warmup=3, steps=steps)
+                profile = (args.profile, out_dir / f"profile_loader_r{r}.txt") if args.profile else None
+                real = loader_steps(rcfg.validate(), step, device, warmup=3, steps=steps, profile=profile)
             except Exception as err:  # the in-memory figures above still go into results.json
                 rows.append({"repeated_sampling": r, "error": f"{type(err).__name__}: {err}"})
                 print(f"{name} failed: {rows[-1]['error']}")
@@ -138,6 +143,16 @@ def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                 f"{name:<38} {real['ms_per_step']:8.1f} {real['clips_per_s']:8.1f}"
                 f"   ratio to in-memory {real['ratio_to_in_memory']:.2f}"
             )
+            print(
+                f"  host per step: {real['host_take_ms']:.1f} ms taking a batch,"
+                f" {real['host_ahead_ms']:.1f} ms preparing the next ahead"
+            )
+            for name, t in real.get("profile", {}).get("ranges", {}).items():
+                print(
+                    f"  profiled '{name}': {t['host_ms']:.1f} ms host, {t['device_ms']:.1f} ms device per step"
+                )
+            if "kernel_ms_per_step" in real.get("profile", {}):
+                print(f"  profiled kernels: {real['profile']['kernel_ms_per_step']:.1f} ms device per step")
         results["real_loader"] = rows[0]
     return results
 
