@@ -207,6 +207,21 @@ def test_on_cuda_the_geometry_matches_the_cpu():
         assert torch.allclose(gpu[key].cpu(), cpu[key], atol=0.05), key  # uint8 rounding of view 2 at most
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("ops", ["geometry", "all"])
+def test_on_cuda_the_augmentation_never_waits_for_the_device(ops):
+    """Every host tensor reaches the device by a pinned, non-blocking copy: a pageable copy would make the host
+    wait for the stream's queued work (without prefetch, the whole step before it)."""
+    cfg = _aug_cfg("data.flip=true", *(OFF if ops == "geometry" else []))
+    batch = _static_batch()
+    on_gpu = {**batch, "frames": batch["frames"].cuda(), "frame_index1": batch["frame_index1"].cuda()}
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        DeviceAugment(cfg)(on_gpu)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_bench_loader_times_each_repeat_factor(synth, tmp_path):
     res = main(
         ["bench", "-o", str(tmp_path), "--steps", "1", "--warmup", "1", "--no-baseline", "--loader",

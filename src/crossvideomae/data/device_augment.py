@@ -248,7 +248,7 @@ class DeviceAugment:
         B, K = rows.shape
         boxes = np.broadcast_to(boxes.reshape(B, -1, 4), (B, K, 4))
         rois = np.concatenate([rows[..., None], boxes], axis=-1).reshape(-1, 5).astype(np.float32)
-        rois = torch.from_numpy(rois).to(fpool.device)
+        rois = to_device(torch.from_numpy(rois), fpool.device)
         S = self.size
         out = roi_align(fpool, rois, S, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
         return out.view(B, K, 3, S, S)
@@ -258,7 +258,7 @@ class DeviceAugment:
         """Mirror x (B, K, 3, S, S) where ``flips`` (B,) per clip or (B, K) per image is set."""
         if not flips.any():
             return x
-        mask = torch.from_numpy(flips).to(x.device).view(*flips.shape, *[1] * (x.dim() - flips.ndim))
+        mask = to_device(torch.from_numpy(flips), x.device).view(*flips.shape, *[1] * (x.dim() - flips.ndim))
         return torch.where(mask, x.flip(-1), x)
 
     def erase(self, video: torch.Tensor) -> torch.Tensor:
@@ -276,7 +276,7 @@ class DeviceAugment:
                     boxes[c] = p["i"], p["j"], p["h"], p["w"]
         if not boxes[:, 2].any():
             return video
-        i, j, h, w = torch.from_numpy(boxes).to(video.device).view(B, 4, 1, 1).unbind(1)
+        i, j, h, w = to_device(torch.from_numpy(boxes), video.device).view(B, 4, 1, 1).unbind(1)
         ys = torch.arange(S, device=video.device).view(1, S, 1)
         xs = ys.view(1, 1, S)
         inside = (ys >= i) & (ys < i + h) & (xs >= j) & (xs < j + w)  # (B, S, S)
