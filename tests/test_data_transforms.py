@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from crossvideomae.config import load_config
-from crossvideomae.data import mix_video2
+from crossvideomae.data import merge_backgrounds, mix_video2
 from crossvideomae.data.transforms import EvalTransforms, PretrainTransforms, parse_randaugment
 
 
@@ -110,6 +110,47 @@ def test_mix_video2_mixup_and_cutmix():
     assert abs(own - lam) < 1e-6  # lam is the share of the sample's own pixels
     assert torch.equal(cut[2, :, 0], cut[2, :, 3])  # the same box on every frame
     assert set(cut[2].unique().tolist()) <= {1.0, 2.0}
+
+
+def test_merge_backgrounds_puts_the_moving_pixels_on_the_previous_clips_background():
+    """Each clip: its own flat background (value 10 + i) with a bright 2x2 square that moves right one pixel per
+    frame (clip i in rows 2i, 2i+1). After the merge clip i keeps the square's path, the same on every frame, and
+    shows clip i-1 elsewhere."""
+    B, T, S = 3, 4, 16
+    v = torch.stack([torch.full((3, T, S, S), 10.0 + i) for i in range(B)])
+    for i in range(B):
+        for t in range(T):
+            v[i, :, t, 2 * i : 2 * i + 2, t : t + 2] = 200.0
+    assert merge_backgrounds(v, 0.0) is v
+    share = 10 / S**2  # the path: 2 rows x (T + 1) columns = 10 pixels change
+    out = merge_backgrounds(v, share)
+    path = torch.zeros(S, S, dtype=torch.bool)
+    for i in range(B):
+        path.zero_()
+        path[2 * i : 2 * i + 2, : T + 1] = True
+        assert torch.equal(out[i][:, :, path], v[i][:, :, path])  # the clip's own moving pixels, every frame
+        assert torch.equal(out[i][:, :, ~path], v[i - 1][:, :, ~path])  # the previous clip elsewhere
+
+
+def test_pretrain_prepare_merges_each_view_onto_a_different_clips_background():
+    """aug.background_merge: view 1 of clip i on clip i-1's background, view 2 on clip i+1's; the images keep
+    their own; 0 leaves the batch alone."""
+    from crossvideomae.tasks.pretrain import pretrain_prepare
+
+    torch.manual_seed(0)
+    batch = {
+        "video1": torch.rand(4, 3, 4, 8, 8),
+        "video2": torch.rand(4, 3, 4, 8, 8),
+        "images": torch.rand(4, 1, 3, 8, 8),
+    }
+    off = pretrain_prepare(load_config(None, []), lambda b: b)(batch)
+    assert off["video1"] is batch["video1"] and off["video2"] is batch["video2"]
+    out = pretrain_prepare(load_config(None, ["aug.background_merge=0.25"]), lambda b: b)(batch)
+    assert torch.equal(out["video1"], merge_backgrounds(batch["video1"], 0.25, 1))
+    assert torch.equal(out["video2"], merge_backgrounds(batch["video2"], 0.25, -1))
+    assert not torch.equal(out["video1"], batch["video1"]) and out["images"] is batch["images"]
+    kept = (out["video2"] == batch["video2"]).all(dim=(1, 2)).float().mean().item()  # per clip and pixel
+    assert abs(kept - 0.25) < 0.05  # the share of each clip's own pixels
 
 
 def test_randaugment_spec():

@@ -113,6 +113,9 @@ class AugConfig:
     temporal_downsample: float = 0.5  # probability of view-2 temporal down-sampling by 2
     mixup: float = 0.0  # mixup alpha for view 2 (0 = off)
     cutmix: float = 0.0  # cutmix alpha for view 2 (0 = off)
+    # each view's foreground (this share of its pixels, those that change most over the clip) on another clip's
+    # background (FAME): the views and the sampled frames no longer share a background (0 = off)
+    background_merge: float = 0.0
 
 
 @dataclass

@@ -128,7 +128,7 @@ def _rules(c: Config):
     yield "data.max_bad_fraction", 0.0 <= d.max_bad_fraction <= 1.0, "must be in [0, 1]"
     yield "data.std", all(s > 0 for s in d.std), "must be positive"
     a = c.aug
-    for name in ("color_jitter", "random_erasing", "temporal_downsample"):
+    for name in ("color_jitter", "random_erasing", "temporal_downsample", "background_merge"):
         yield f"aug.{name}", 0.0 <= getattr(a, name) <= 1.0, "must be in [0, 1]"
     yield "aug.hue", 0.0 <= a.hue <= 0.5, "must be in [0, 0.5]"
     yield (

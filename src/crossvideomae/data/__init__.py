@@ -16,7 +16,7 @@ from .datasets import (
 )
 from .decode import DecodeError, open_video
 from .lists import ListError, read_list
-from .transforms import mix_video2
+from .transforms import merge_backgrounds, mix_video2
 
 __all__ = [
     "BadVideoLog",
@@ -28,6 +28,7 @@ __all__ = [
     "build_eval_dataset",
     "build_pretrain_dataset",
     "eval_collate",
+    "merge_backgrounds",
     "mix_video2",
     "open_video",
     "pretrain_collate",

@@ -199,6 +199,22 @@ def mix_video2(video2: torch.Tensor, mixup: float, cutmix: float) -> tuple[torch
     return out, float(lam)
 
 
+def merge_backgrounds(video: torch.Tensor, share: float, shift: int = 1) -> torch.Tensor:
+    """A clip's foreground on another clip's background (FAME, Ding et al., CVPR 2022): clip i keeps the
+    ``share`` of its pixels that change most over the clip and takes the rest from clip i - ``shift`` of the
+    batch.
+
+    ``video`` (B, 3, T, H, W). A pixel's change is the sum over the clip of its absolute frame-to-frame
+    difference, over the channels; the mask is per clip, the same on every frame and channel.
+    """
+    if share <= 0 or video.shape[0] < 2 or video.shape[2] < 2:
+        return video
+    change = video.float().diff(dim=2).abs().sum(dim=(1, 2))  # (B, H, W)
+    threshold = change.flatten(1).quantile(1 - share, dim=1)  # (B,)
+    foreground = (change >= threshold[:, None, None])[:, None, None]  # (B, 1, 1, H, W)
+    return torch.where(foreground, video, video.roll(shift, dims=0))
+
+
 def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
     """(N, 3, H, W) uint8 -> short side = ``short_side`` (for decoders that do not resize themselves)."""
     if short_side <= 0 or min(frames.shape[-2:]) == short_side:
