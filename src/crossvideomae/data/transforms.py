@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 import torch
+import torch.nn.functional as F
 from timm.data.mixup import cutmix_bbox_and_lam
 from torchvision.transforms import InterpolationMode, v2
 
@@ -200,19 +201,26 @@ def mix_video2(video2: torch.Tensor, mixup: float, cutmix: float) -> tuple[torch
 
 
 def merge_backgrounds(video: torch.Tensor, share: float, shift: int = 1) -> torch.Tensor:
-    """A clip's foreground on another clip's background (FAME, Ding et al., CVPR 2022): clip i keeps the
-    ``share`` of its pixels that change most over the clip and takes the rest from clip i - ``shift`` of the
-    batch.
+    """A clip's moving foreground on another clip's still background (after FAME, Ding et al., CVPR 2022):
+    clip i keeps the ``share`` of its pixels that change most over the clip; the rest shows the per-pixel median
+    over time of clip i - ``shift`` of the batch.
 
     ``video`` (B, 3, T, H, W). A pixel's change is the sum over the clip of its absolute frame-to-frame
-    difference, over the channels; the mask is per clip, the same on every frame and channel.
+    difference, over the channels, averaged over a window of about H/8 pixels (so that a moving object makes one
+    region and a jittering background's thin edges do not); the mask is per clip, the same on every frame and
+    channel. The median keeps the other clip's background and drops its moving object, which would otherwise
+    bring a second motion into the clip.
     """
-    if share <= 0 or video.shape[0] < 2 or video.shape[2] < 2:
+    B, _, T, H, W = video.shape
+    if share <= 0 or B < 2 or T < 2:
         return video
-    change = video.float().diff(dim=2).abs().sum(dim=(1, 2))  # (B, H, W)
+    k = 2 * (min(H, W) // 16) + 1
+    change = video.float().diff(dim=2).abs().sum(dim=(1, 2))[:, None]  # (B, 1, H, W)
+    change = F.avg_pool2d(change, k, stride=1, padding=k // 2, count_include_pad=False)[:, 0]
     threshold = change.flatten(1).quantile(1 - share, dim=1)  # (B,)
-    foreground = (change >= threshold[:, None, None])[:, None, None]  # (B, 1, 1, H, W)
-    return torch.where(foreground, video, video.roll(shift, dims=0))
+    foreground = (change > threshold[:, None, None])[:, None, None]  # (B, 1, 1, H, W); at most `share`
+    still = video.roll(shift, dims=0).median(dim=2, keepdim=True).values  # (B, 3, 1, H, W)
+    return torch.where(foreground, video, still)
 
 
 def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
