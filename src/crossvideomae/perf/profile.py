@@ -59,17 +59,15 @@ def profile_loop(
     if device.type == "cuda":
         tables.append(events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=120))
     out.write_text("\n\n".join(tables))
-    ranges = {
-        e.key: {"host_ms": e.cpu_time_total / steps / 1e3, "device_ms": _device_total_us(e) / steps / 1e3}
-        for e in events
-        if e.key in MARKED
-    }
+    ranges = marked_ranges(events, steps)
     if device.type != "cuda":
         return {"ranges": ranges} if ranges else {}
     kernels = [
         e
         for e in events
-        if e.device_type == torch.autograd.DeviceType.CUDA and not e.key.startswith("Optimizer.")
+        if e.device_type == torch.autograd.DeviceType.CUDA
+        and not e.key.startswith("Optimizer.")
+        and e.key not in MARKED
     ]
     groups: dict[str, float] = {}
     for e in kernels:
@@ -85,6 +83,17 @@ def profile_loop(
         "kernel_groups_ms": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
         "top_kernels": rows,
         **({"ranges": ranges} if ranges else {}),
+    }
+
+
+def marked_ranges(events: Any, steps: int) -> dict[str, dict[str, float]]:
+    """Host and device milliseconds per step of each ``MARKED`` range, from its host-side event: on CUDA a range
+    also has a device-side twin, which spans the GPU time from its first to its last kernel (waits included)
+    and is no kernel either."""
+    return {
+        e.key: {"host_ms": e.cpu_time_total / steps / 1e3, "device_ms": _device_total_us(e) / steps / 1e3}
+        for e in events
+        if e.key in MARKED and e.device_type == torch.autograd.DeviceType.CPU
     }
 
 
