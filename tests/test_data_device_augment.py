@@ -211,7 +211,7 @@ def test_on_cuda_the_geometry_matches_the_cpu():
 @pytest.mark.xfail(
     strict=True,
     raises=RuntimeError,
-    reason="known: measured on an H200 (torch 2.11, torchvision 0.26), both variants synchronise inside "
+    reason="known: measured on an H200 (torch 2.11), both variants synchronise, 'all' inside "
     "torchvision.transforms.v2.functional._geometry; the host then waits for the side stream (docs/PERFORMANCE.md)",
 )
 @pytest.mark.parametrize("ops", ["geometry", "all"])
