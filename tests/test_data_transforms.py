@@ -150,6 +150,11 @@ def test_pretrain_prepare_merges_each_view_onto_a_different_clips_background():
     assert not torch.equal(out["video1"], batch["video1"]) and out["images"] is batch["images"]
     kept = (out["video2"] == batch["video2"]).all(dim=(1, 2)).float().mean().item()  # per clip and pixel
     assert abs(kept - 0.25) < 0.05  # the share of each clip's own pixels
+    # repeated sampling: a video's r clips are neighbours in the batch, so the background comes from r clips away
+    cfg = load_config(None, ["aug.background_merge=0.25", "data.repeated_sampling=2", "data.batch_size=4"])
+    out = pretrain_prepare(cfg, lambda b: b)(batch)
+    assert torch.equal(out["video1"], merge_backgrounds(batch["video1"], 0.25, 2))
+    assert torch.equal(out["video2"], merge_backgrounds(batch["video2"], 0.25, -2))
 
 
 def test_randaugment_spec():

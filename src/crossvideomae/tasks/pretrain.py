@@ -63,8 +63,9 @@ def pretrain_loss(criterion: CrossVideoMAELoss) -> LossFn:
 def pretrain_prepare(cfg: Config, inputs: Callable[[Batch], Batch]) -> Callable[[Batch], Batch]:
     """What the step does to a batch on the device before the loss: ``inputs`` (the batch as it is, or its
     augmentation on the device), then the optional mixes inside the batch: each view's foreground on another
-    clip's background (``aug.background_merge``: view 1 of clip i on clip i-1's, view 2 on clip i+1's, so the
-    two views and the sampled frames share no background), mixup / cutmix of view 2."""
+    clip's background (``aug.background_merge``: view 1 of clip i on clip i-r's, view 2 on clip i+r's, r =
+    ``data.repeated_sampling``, since a video's r clips sit next to each other in the batch; so the two views and
+    the sampled frames share no background), mixup / cutmix of view 2."""
     from ..data import merge_backgrounds, mix_video2
 
     a = cfg.aug
@@ -73,8 +74,9 @@ def pretrain_prepare(cfg: Config, inputs: Callable[[Batch], Batch]) -> Callable[
         batch = inputs(batch)
         if a.background_merge <= 0 and a.mixup <= 0 and a.cutmix <= 0:
             return batch
-        video1 = merge_backgrounds(batch["video1"], a.background_merge, 1)
-        video2 = merge_backgrounds(batch["video2"], a.background_merge, -1)
+        r = cfg.data.repeated_sampling
+        video1 = merge_backgrounds(batch["video1"], a.background_merge, r)
+        video2 = merge_backgrounds(batch["video2"], a.background_merge, -r)
         return {**batch, "video1": video1, "video2": mix_video2(video2, a.mixup, a.cutmix)[0]}
 
     return prepare
