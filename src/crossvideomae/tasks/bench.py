@@ -147,9 +147,9 @@ def run(cfg: Config, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                 f"  host per step: {real['host_take_ms']:.1f} ms taking a batch,"
                 f" {real['host_ahead_ms']:.1f} ms preparing the next ahead"
             )
-            for name, t in real.get("profile", {}).get("ranges", {}).items():
+            for marked, t in real.get("profile", {}).get("ranges", {}).items():
                 print(
-                    f"  profiled '{name}': {t['host_ms']:.1f} ms host, {t['device_ms']:.1f} ms device per step"
+                    f"  profiled '{marked}': {t['host_ms']:.1f} ms host, {t['device_ms']:.1f} ms device per step"
                 )
             if "kernel_ms_per_step" in real.get("profile", {}):
                 print(f"  profiled kernels: {real['profile']['kernel_ms_per_step']:.1f} ms device per step")
