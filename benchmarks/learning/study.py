@@ -56,9 +56,8 @@ ARMS: dict[str, list[str]] = {
     "head": ["model.contrastive_head=mlp"],  # full, contrastive terms through an MLP head
     "mask95": ["mask.video_ratio=0.95", "mask.image_ratio=0.9"],  # the paper's best mask ratios
     "lambda_c_0.1": ["loss.lambda_c=0.1"],
-    "lambda_c_0.01": [
-        "loss.lambda_c=0.01"
-    ],  # the λ_c sweep: the contrast at a hundredth of the reconstruction
+    # the λ_c sweep: the contrast at a hundredth of the reconstruction
+    "lambda_c_0.01": ["loss.lambda_c=0.01"],
     # each view's moving pixels on another clip's background (FAME): no background shared by the two views and
     # the frame, so the contrastive terms cannot identify a clip by it; with and without L_mse, which asks the
     # views (now on different backgrounds) for the same reconstruction
