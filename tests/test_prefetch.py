@@ -50,6 +50,29 @@ def test_without_ahead_each_batch_is_prepared_when_taken_and_a_stop_marker_passe
     assert calls == [0]
 
 
+def test_on_its_thread_the_next_batch_is_prepared_away_from_the_caller_and_its_error_reaches_it():
+    import threading
+
+    where: list[int] = []
+
+    def inputs(batch):
+        where.append(threading.get_ident())
+        if int(batch["i"]) == 2:
+            raise ValueError("bad batch 2")
+        return batch
+
+    feed = DeviceFeed(
+        iter([{"i": torch.tensor(k)} for k in range(3)]), torch.device("cpu"), inputs, True, True
+    )
+    assert int(next(feed)["i"]) == 0 and where == [threading.get_ident()]  # nothing ahead: taken here
+    feed.advance()
+    assert int(next(feed)["i"]) == 1 and where[1] != threading.get_ident()
+    feed.advance()
+    with pytest.raises(ValueError, match="bad batch 2"):
+        next(feed)
+    feed.close()
+
+
 def _pretrain(synth, out, *extra):
     data = [f"data.train_list={synth / 'train.txt'}", "data.augment=device", "data.repeated_sampling=2"]
     main(["pretrain", "--config", "tiny", "-o", str(out), *TINY_RUN, *data, *extra])
@@ -60,17 +83,20 @@ def test_device_augmentation_one_step_ahead_leaves_every_loss_as_it_was(synth, t
     """The augmentation of the next batch runs before this step's update: it draws nothing from the training's
     random streams (masks, drop-path), so the run is the run without prefetching, step for step."""
     ahead = _pretrain(synth, tmp_path / "ahead", "train.epochs=2", "data.prefetch=true")
+    thread = _pretrain(synth, tmp_path / "thread", "train.epochs=2", "data.prefetch_thread=true")
     taken = _pretrain(synth, tmp_path / "taken", "train.epochs=2", "data.prefetch=false")
-    assert len(ahead) == 4 and ahead == taken
+    assert len(ahead) == 4 and ahead == taken and thread == taken
 
 
-def test_resume_with_a_batch_prepared_ahead_repeats_the_uninterrupted_run(synth, tmp_path):
+@pytest.mark.parametrize("thread", [False, True])
+def test_resume_with_a_batch_prepared_ahead_repeats_the_uninterrupted_run(synth, tmp_path, thread):
     """At an epoch's end the next epoch's first batch is already augmented when the checkpoint is written; the
-    resumed run fetches and augments it again, and every later loss is the uninterrupted run's."""
+    resumed run fetches and augments it again, and every later loss is the uninterrupted run's. On its thread,
+    the batch is settled before the checkpoint reads the random state that its augmentation forks."""
     import shutil
 
     full, resumed = tmp_path / "full", tmp_path / "resumed"
-    keep = ("train.keep_checkpoints=4", "train.epochs=3")
+    keep = ("train.keep_checkpoints=4", "train.epochs=3", f"data.prefetch_thread={str(thread).lower()}")
     rows = _pretrain(synth, full, *keep)
     resumed.mkdir()
     shutil.copy(full / "checkpoint-1.pth", resumed / "checkpoint-1.pth")  # as if it had died after epoch 1
@@ -93,8 +119,8 @@ def test_on_cuda_a_batch_prepared_on_the_side_stream_equals_one_prepared_when_ta
     device = torch.device("cuda")
     busy = torch.randn(4096, 4096, device=device)
     got, streams = [], []
-    for ahead in (True, False):
-        feed = DeviceFeed(iter([dict(b) for b in host]), device, DeviceAugment(cfg), ahead)
+    for ahead, thread in ((True, False), (False, False), (True, True)):
+        feed = DeviceFeed(iter([dict(b) for b in host]), device, DeviceAugment(cfg), ahead, thread)
         streams.append(feed.stream)
         out = []
         for batch in feed:
@@ -103,5 +129,6 @@ def test_on_cuda_a_batch_prepared_on_the_side_stream_equals_one_prepared_when_ta
             out.append({k: batch[k].clone() for k in ("video1", "video2", "images")})
         got.append(out)
     assert streams[0] is not None and streams[1] is None and len(got[0]) == 3
-    for a, b in zip(*got, strict=True):
-        assert all(torch.equal(a[k], b[k]) for k in a)
+    for taken in got[1:]:
+        for a, b in zip(got[0], taken, strict=True):
+            assert all(torch.equal(a[k], b[k]) for k in a)

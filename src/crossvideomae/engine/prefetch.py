@@ -10,6 +10,13 @@ first. On a CPU the next batch is prepared at the same point, with nothing to ov
 work as on a GPU, which the CPU tests check); with ``ahead=False`` each batch is copied and prepared when it
 is taken.
 
+With ``thread=True`` (``data.prefetch_thread``) that work runs on a thread of its own: ``advance`` only hands
+it over, so the host launches the optimiser's step and waits for the device while the next batch is fetched,
+decoded and augmented (PyTorch releases the GIL inside its operators). The batch is taken, and the thread
+joined, before the next step's ``prepare`` (which may draw from the global random streams) and before a
+checkpoint reads the random state (:meth:`DeviceFeed.settle`): ``inputs`` forks the global CPU stream while
+it draws, and nothing else may use it meanwhile.
+
 A batch fetched ahead but not yet taken when the run stops or writes a checkpoint is not counted, so
 ``--resume`` fetches it again. ``inputs`` must therefore not draw from the global random streams
 (``DeviceAugment`` draws inside its own forked, per-step seeded state): the checkpoint would hold the state
@@ -20,6 +27,7 @@ the uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -36,7 +44,8 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
 
 class DeviceFeed:
     """``batches`` (host batches, or None: a stop marker, passed on as it is) -> batches on ``device`` through
-    ``inputs``; with ``ahead``, one of them prepared ahead (on a CUDA device, on a side stream)."""
+    ``inputs``; with ``ahead``, one of them prepared ahead (on a CUDA device, on a side stream), with ``thread``
+    on a thread of its own."""
 
     def __init__(
         self,
@@ -44,11 +53,13 @@ class DeviceFeed:
         device: torch.device,
         inputs: Callable[[Batch], Batch] | None = None,
         ahead: bool = True,
+        thread: bool = False,
     ):
         self.batches, self.device = batches, device
         self.inputs = inputs or (lambda batch: batch)
         self.prepare_ahead = ahead
         self.stream = torch.cuda.Stream(device) if ahead and device.type == "cuda" else None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if ahead and thread else None
         self.ahead: Any = _NONE_AHEAD
 
     def _load(self) -> Any:
@@ -64,14 +75,27 @@ class DeviceFeed:
 
     def advance(self) -> None:
         """Fetch the next batch and queue its copy and ``inputs`` (on CUDA, on the side stream), if not done yet;
-        a no-op with ``ahead=False``."""
+        with ``thread``, start that on the thread and return; a no-op with ``ahead=False``."""
         if self.prepare_ahead and self.ahead is _NONE_AHEAD:
-            self.ahead = self._load()
+            self.ahead = self.pool.submit(self._load) if self.pool is not None else self._load()
+
+    def settle(self) -> None:
+        """Wait for the batch being prepared on the thread, if any (its errors are raised here)."""
+        if isinstance(self.ahead, Future):
+            future, self.ahead = self.ahead, _NONE_AHEAD  # raised once
+            self.ahead = future.result()
+
+    def close(self) -> None:
+        """Settle, and end the thread."""
+        self.settle()
+        if self.pool is not None:
+            self.pool.shutdown()
 
     def __iter__(self) -> DeviceFeed:
         return self
 
     def __next__(self) -> Batch | None:
+        self.settle()
         batch, self.ahead = (self._load() if self.ahead is _NONE_AHEAD else self.ahead), _NONE_AHEAD
         if batch is _END:
             raise StopIteration

@@ -192,6 +192,7 @@ class Trainer:
     # -------------------------------------------------------------------------------------------- save
     def save(self, name: str) -> None:
         """``checkpoint_state`` to ``out_dir/name`` (atomically, from rank 0; under FSDP a collective)."""
+        self.feed.settle()  # a batch prepared on its thread forks the random state the checkpoint reads
         # the epoch's running sums as the mean over ranks: a resume inside the epoch continues them on every
         # rank, and the mean over ranks of (that + each rank's later sums) is the uninterrupted epoch mean
         self.state.epoch_sums = D.mean_over_ranks(self.sums.tensors())
@@ -230,7 +231,13 @@ class Trainer:
             generator=torch.Generator().manual_seed(tc.seed),
         )
         batches = iter(loader)
-        self.feed = DeviceFeed(until_stopped(batches, stop), self.device, self.inputs, cfg.data.prefetch)
+        self.feed = DeviceFeed(
+            until_stopped(batches, stop),
+            self.device,
+            self.inputs,
+            cfg.data.prefetch,
+            cfg.data.prefetch_thread,
+        )
         with stop.installed():
             while state.epoch < tc.epochs and self.stopped_by is None:
                 skip = state.batch_in_epoch
@@ -277,6 +284,7 @@ class Trainer:
                         )
                     break
                 self.end_epoch(hooks, last_batch)
+        self.feed.close()
         del self.feed, batches  # stops the loader's workers
         self.log.close()
         results = self.results()
@@ -350,6 +358,7 @@ class Trainer:
     def end_epoch(self, hooks: Hooks, last_batch: dict[str, Any] | None) -> None:
         """The epoch's mean terms into the history, the task's hook, the epoch checkpoint."""
         state, tc = self.state, self.cfg.train
+        self.feed.settle()  # the hook may draw from the random streams that a thread's batch forks
         epoch = state.epoch
         means = {k: v / max(self.sums.count, 1) for k, v in D.mean_over_ranks(self.sums.tensors()).items()}
         state.history.append({"epoch": epoch, **means})

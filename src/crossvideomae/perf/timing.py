@@ -150,7 +150,7 @@ def loader_steps(
     )
     keys = ("video1", "video2", "images", "frame_index1", "frame_index2")
 
-    batches = DeviceFeed(iter(loader), device, inputs, cfg.data.prefetch)
+    batches = DeviceFeed(iter(loader), device, inputs, cfg.data.prefetch, cfg.data.prefetch_thread)
     host = {"take": 0.0, "ahead": 0.0}
 
     def ahead() -> None:
@@ -177,6 +177,7 @@ def loader_steps(
         "repeated_sampling": r,
         "augment": cfg.data.augment,
         "prefetch": cfg.data.prefetch,
+        "prefetch_thread": cfg.data.prefetch_thread,
         "ms_per_step": 1e3 * s,
         "clips_per_s": B / s,
         "videos_per_s": B / r / s,
