@@ -63,6 +63,9 @@ ARMS: dict[str, list[str]] = {
     # views (now on different backgrounds) for the same reconstruction
     "fame": ["aug.background_merge=0.4"],
     "fame_no_mse": ["aug.background_merge=0.4", "loss.mse=false"],
+    # the merge and a hue shift of up to half the colour circle on view 2: the views share neither background nor
+    # the object's colour, so what is left to match a clip by is its object's shape and size and its trajectory
+    "fame_hue": ["aug.background_merge=0.4", "aug.hue=0.5"],
     # the contrastive terms through their own MLP head and at a tenth of the weight (CAN-style balance): the
     # reconstruction keeps the encoder, the contrast gets a space of its own
     "head_lambda_c_0.1": ["model.contrastive_head=mlp", "loss.lambda_c=0.1"],
