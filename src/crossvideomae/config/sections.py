@@ -90,7 +90,8 @@ class DataConfig:
     # copy the next batch to the device and run its device augmentation on a side CUDA stream while the current
     # step runs (crossvideomae.engine.prefetch); false: each batch when its step starts
     prefetch: bool = True
-    # with prefetch: prepare it on a thread of its own, so the host launches the step meanwhile
+    # with prefetch: prepare it on a thread of its own, so the host launches the step meanwhile (measured: no
+    # shorter step, the preparation holds the GIL; docs/PERFORMANCE.md)
     prefetch_thread: bool = False
     # none | memory: decode every video once when the dataset is built and keep its frames in RAM
     # (crossvideomae.data.cache; for sets that fit, e.g. the learning benchmark's 0.8 GB)
