@@ -54,6 +54,14 @@ def finished(synth, tmp_path_factory):
     return out
 
 
+def test_steps_per_epoch_past_one_pass_says_how_long_the_epoch_is(synth, tmp_path, capsys):
+    """An epoch is one pass over the data at most: asking for more steps says so, with the epoch's length."""
+    main(_pretrain(tmp_path / "run", synth / "train.txt", "train.steps_per_epoch=120"))
+    said = capsys.readouterr().out
+    assert "train.steps_per_epoch=120 is more than one pass over the 16 videos: an epoch is 2 step(s)" in said
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["steps"] == 2
+
+
 # ------------------------------------------------------------------------------------------------ list files
 @pytest.mark.parametrize(
     "content, match",

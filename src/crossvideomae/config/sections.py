@@ -136,7 +136,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 800
-    steps_per_epoch: int = 0  # 0 = one pass over the dataset
+    steps_per_epoch: int = 0  # at most this many steps per epoch (an epoch is one pass at most); 0 = one pass
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "bf16"  # bf16 (autocast on CUDA; fp32 on CPU) | fp32
     compile: bool = False  # torch.compile the training step

@@ -120,6 +120,10 @@ class Trainer:
         bs, accum = cfg.data.batch_size, cfg.optim.accum_steps
         batches = len(self.sampler) // bs
         if tc.steps_per_epoch:
+            if self.main and batches and tc.steps_per_epoch * accum > batches:
+                print(f"train.steps_per_epoch={tc.steps_per_epoch} is more than one pass over the "
+                      f"{len(self.items)} videos: an epoch is {batches // accum} step(s) of "
+                      f"data.batch_size={bs} (raise train.epochs for more)")  # fmt: skip
             batches = min(batches, tc.steps_per_epoch * accum) if batches else 0
         if batches < accum:
             raise ConfigError(
