@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from conftest import TINY_RUN, make_synth, read_metrics
@@ -132,3 +134,12 @@ def test_on_cuda_a_batch_prepared_on_the_side_stream_equals_one_prepared_when_ta
     for taken in got[1:]:
         for a, b in zip(got[0], taken, strict=True):
             assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_repeated_sampling_counts_every_clip_in_the_learning_rate(synth, tmp_path):
+    """With data.repeated_sampling = r a batch of B videos is B * r clips; the lr rule (base_lr * global batch /
+    256) counts them, as MAE-ST's eff_batch_size does (batch_size * accum_iter * world_size * repeat_aug)."""
+    _pretrain(synth, tmp_path / "r2", "train.epochs=1", "optim.lr=0", "optim.base_lr=1e-3")  # lr by the rule
+    res = json.loads((tmp_path / "r2" / "results.json").read_text())
+    assert res["global_batch"] == 8 * 2  # data.batch_size=8 videos, 2 clips each
+    assert res["peak_lr"] == pytest.approx(1e-3 * 16 / 256)

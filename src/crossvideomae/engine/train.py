@@ -76,14 +76,18 @@ def fit(
     bad_videos: Any | None = None,
     prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     inputs: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    clips_per_item: int = 1,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset``; returns the run's figures. ``repeat_batch`` > 1 takes that many
-    optimiser steps on every batch (test-time adaptation). ``bad_videos`` (a ``BadVideoLog``) counts the files
+    optimiser steps on every batch (test-time adaptation). ``clips_per_item``: the clips one dataset item holds
+    (``data.repeated_sampling``), counted in the global batch that scales the learning rate, as MAE-ST does. ``bad_videos`` (a ``BadVideoLog``) counts the files
     the dataset skipped and stops the run past its limit. ``inputs`` runs on every batch once it is on the
     device, with ``data.prefetch`` one step ahead on a side stream (the augmentation on the device; it must not
     draw from the global random streams, see :mod:`.prefetch`); ``prepare`` runs in the step, before the loss
     (outside a compiled graph: mixing, which draws from them). Hooks receive the batch after ``inputs``."""
-    trainer = Trainer(cfg, model, loss_fn, dataset, out_dir, groups, repeat_batch, prepare, inputs)
+    trainer = Trainer(
+        cfg, model, loss_fn, dataset, out_dir, groups, repeat_batch, prepare, inputs, clips_per_item
+    )
     if resume:
         trainer.resume()
     return trainer.run(collate, hooks or Hooks(), bad_videos)
@@ -104,6 +108,7 @@ class Trainer:
         repeat_batch: int,
         prepare: Callable[[dict[str, Any]], dict[str, Any]] | None,
         inputs: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        clips_per_item: int = 1,
     ):
         self.cfg, self.out_dir, self.repeat_batch, self.inputs = cfg, out_dir, repeat_batch, inputs
         tc = cfg.train
@@ -133,7 +138,7 @@ class Trainer:
         self.batches_per_epoch = batches
         self.steps_per_epoch = batches // accum * repeat_batch
         self.total_steps = self.steps_per_epoch * tc.epochs
-        self.global_batch = bs * accum * D.world_size()
+        self.global_batch = bs * clips_per_item * accum * D.world_size()  # clips per optimiser step
         self.peak_lr = scaled_lr(cfg.optim, self.global_batch)
         self.warmup = round(cfg.optim.warmup_epochs * self.steps_per_epoch)
         self.step = build_step(cfg, model, loss_fn, self.device, self.peak_lr, groups=groups, prepare=prepare)

@@ -149,6 +149,7 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
         repeat_batch=repeat_batch,
         bad_videos=BadVideoLog(cfg.data.max_bad_fraction),
         inputs=inputs,  # with data.prefetch, one step ahead on a side stream
+        clips_per_item=cfg.data.repeated_sampling,  # a batch of B videos is B * r clips
         prepare=pretrain_prepare(cfg, lambda batch: batch),  # mixing draws from the training's random streams
     )
     return summarise_pretraining(results, model, "pretrain", "video_encoder")
