@@ -80,11 +80,12 @@ def fit(
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset``; returns the run's figures. ``repeat_batch`` > 1 takes that many
     optimiser steps on every batch (test-time adaptation). ``clips_per_item``: the clips one dataset item holds
-    (``data.repeated_sampling``), counted in the global batch that scales the learning rate, as MAE-ST does. ``bad_videos`` (a ``BadVideoLog``) counts the files
-    the dataset skipped and stops the run past its limit. ``inputs`` runs on every batch once it is on the
-    device, with ``data.prefetch`` one step ahead on a side stream (the augmentation on the device; it must not
-    draw from the global random streams, see :mod:`.prefetch`); ``prepare`` runs in the step, before the loss
-    (outside a compiled graph: mixing, which draws from them). Hooks receive the batch after ``inputs``."""
+    (``data.repeated_sampling``), counted in the global batch that scales the learning rate, as MAE-ST does.
+    ``bad_videos`` (a ``BadVideoLog``) counts the files the dataset skipped and stops the run past its limit.
+    ``inputs`` runs on every batch once it is on the device, with ``data.prefetch`` one step ahead on a side
+    stream (the augmentation on the device; it must not draw from the global random streams, see
+    :mod:`.prefetch`); ``prepare`` runs in the step, before the loss (outside a compiled graph: mixing, which
+    draws from them). Hooks receive the batch after ``inputs``."""
     trainer = Trainer(
         cfg, model, loss_fn, dataset, out_dir, groups, repeat_batch, prepare, inputs, clips_per_item
     )
