@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from crossvideomae.config import load_config
 from crossvideomae.data import build_pretrain_dataset, pretrain_collate
+from crossvideomae.data.device_augment import loader_collate, pretrain_inputs
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -80,7 +81,7 @@ def throughput(cfg, workers: int, seconds: float) -> dict:
         batch_size=cfg.data.batch_size,
         sampler=RandomSampler(ds, replacement=True, num_samples=10**7),  # no epoch ends to drain the pipeline
         num_workers=workers,
-        collate_fn=pretrain_collate,
+        collate_fn=loader_collate(pretrain_inputs(cfg), pretrain_collate),  # the training's own collate
         drop_last=True,
         prefetch_factor=4 if workers else None,
         persistent_workers=workers > 0,

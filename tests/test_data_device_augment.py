@@ -164,6 +164,48 @@ def test_seeded_and_leaves_the_training_rng_alone():
     assert not torch.equal(a["video2"], c["video2"])
 
 
+def test_parameters_drawn_in_the_loader_workers_give_the_same_batch(synth, monkeypatch):
+    """The DataLoader's collate (``loader_collate``) draws the step's parameters in the workers; the step then
+    draws nothing and gives the batch that drawing on the call gives, bit for bit."""
+    from torch.utils.data import DataLoader
+
+    from crossvideomae.data.device_augment import loader_collate
+
+    cfg = _aug_cfg(
+        f"data.train_list={synth / 'train.txt'}", "data.flip=true", "aug.random_erasing=0.5",
+        "aug.color_jitter=0.4", "aug.hue=0.1", "data.repeated_sampling=2",
+    )  # fmt: skip
+    ds = build_pretrain_dataset(cfg)
+    ds.set_epoch(0)
+    augment = DeviceAugment(cfg)
+    collate = loader_collate(augment, pretrain_collate)
+    assert collate == augment.collate
+    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate, drop_last=True)
+    drawn = list(loader)
+    monkeypatch.setattr(DeviceAugment, "draw", lambda *_: pytest.fail("the step drew parameters"))
+    from_workers = [augment(b) for b in drawn]
+    monkeypatch.undo()
+    on_call = [augment(pretrain_collate([ds[i] for i in range(k, k + 3)])) for k in range(0, len(ds) - 2, 3)]
+    assert len(from_workers) == len(on_call) == len(ds) // 3
+    for a, b in zip(from_workers, on_call, strict=True):
+        for key in ("video1", "video2", "images"):
+            assert torch.equal(a[key], b[key]), key
+    assert loader_collate(lambda b: b, pretrain_collate) is pretrain_collate  # CPU augmentation: as it was
+
+
+def test_the_cpus_clip_by_clip_colour_is_the_batched_colour():
+    """On a CPU the step runs view 2's colour ops clip by clip, with the same drawn parameters and kernels as
+    the batched path: the same pixels."""
+    cfg = _aug_cfg("aug.randaugment='rand-m9-n3-mstd0.5'", "aug.color_jitter=0.4", "aug.hue=0.1")
+    augment = DeviceAugment(cfg)
+    video = _clips(11, B=24)
+    torch.manual_seed(11)
+    ops = augment.draw_colour(len(video))
+    per_clip = torch.cat([augment.colour(clip[None], [o]) for clip, o in zip(video, ops, strict=True)])
+    assert torch.equal(augment.colour(video, ops), per_clip)
+    assert not torch.equal(per_clip, video)
+
+
 def test_padding_repeats_the_edges_and_crops_stay_inside_each_frame():
     small = torch.randint(0, 256, (1, 3, 20, 24), dtype=torch.uint8)
     pool = pad_frames([small, torch.zeros(1, 3, 32, 40, dtype=torch.uint8)])

@@ -11,12 +11,15 @@ Random parameters come from the CPU path's own torchvision v2 transforms (:class
 per clip, shared by its frames: crop boxes from ``RandomResizedCrop.make_params`` inside each frame's own
 (unpadded) size, one flip for both views (the motion keeps its direction), RandAugment and ColorJitter drawn
 per view-2 clip and, on a GPU, applied to the batch at once (:meth:`DeviceAugment.colour`, the same pixels
-as ``PretrainTransforms.colour`` clip by clip, which a CPU runs), the erasing box from ``RandomErasing.make_params``; each
+as ``PretrainTransforms.colour`` clip by clip; a CPU runs the same kernels clip by clip), the erasing box from ``RandomErasing.make_params``; each
 sampled frame gets its own image crop and flip. The crop + resize of every clip and image of the batch is one
 ``torchvision.ops.roi_align`` per input (bilinear, averaging ceil(box / S)^2 samples per output pixel when it
 shrinks; the CPU path's image crop is bicubic). Every draw comes from the CPU generator, seeded per step from
 the items' seeds (themselves a function of ``train.seed``, epoch and index) inside a forked RNG state, so a
-step's augmentation is reproducible and the training's own random streams are untouched.
+step's augmentation is reproducible and the training's own random streams are untouched. The draws are the
+host's share of the work (about 20 ms for 128 clips at the ViT-B augmentation): :meth:`DeviceAugment.collate`
+makes them in the loader's workers, beside the decoding, and the training process only copies the pool and
+launches the kernels.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from .transforms import PretrainTransforms, normalize
 
 Batch = dict[str, Any]
 # an op on clips (n, T, 3, S, S) uint8 (None: left as they are), the clips it applies to, two values per clip
-Action = tuple[Callable | None, list[int], list[tuple[float, float]]]
+# one colour op of one clip: a key naming the op (None: none) and its two per-clip values
+ColourOp = tuple[Any, tuple[float, float]]
 ROW_KEYS = ("rows1", "rows2", "image_rows")  # per clip: rows of the pool that make view 1, view 2, the images
 
 
@@ -106,24 +110,37 @@ def collate_frames(items: list[dict]) -> Batch:
 
 
 class DeviceAugment:
-    """The CPU path's pretraining augmentations on a collated uint8 batch, on the batch's device."""
+    """The CPU path's pretraining augmentations on a collated uint8 batch, on the batch's device.
+
+    Two halves: :meth:`draw`, every random parameter of a step (host-side numbers only, from the plan's seed),
+    and :meth:`augment`, the pixels on the batch's device. The loader's workers draw (:meth:`collate` is the
+    DataLoader's collate), so the training process only copies and launches; a batch collated without the
+    parameters gets them drawn on the call, the same numbers either way.
+    """
 
     def __init__(self, cfg: Config):
         self.tf = PretrainTransforms(cfg.data, cfg.aug, cfg.model.img_size)
         self.size = cfg.model.img_size
         self.mean, self.std = cfg.data.mean, cfg.data.std
 
+    def collate(self, items: list[dict]) -> Batch:
+        """:func:`collate_frames`, and the step's random parameters drawn here (in the loader's worker) into
+        ``plan["params"]``."""
+        batch = collate_frames(items)
+        batch["plan"]["params"] = self.draw(batch["plan"])
+        return batch
+
     @torch.compiler.disable  # data-dependent Python: stays eager inside a compiled training step
     def __call__(self, batch: Batch) -> Batch:
         plan = batch["plan"]
+        params = plan["params"] if "params" in plan else self.draw(plan)
         device = batch["frame_index1"].device
-        with torch.random.fork_rng(devices=[]), torch.autocast(device.type, enabled=False):
-            torch.default_generator.manual_seed(plan["seed"])
+        with torch.autocast(device.type, enabled=False):
             if "frames" in batch:
                 pool = batch["frames"]
             else:
                 pool = self.decode(list(torch.split(plan["jpegs"], plan["jpeg_sizes"])), device)
-            out = self.augment(pool, plan)
+            out = self.augment(pool, plan, params)
         rest = {k: v for k, v in batch.items() if k not in ("frames", "plan")}
         return {**rest, **out}
 
@@ -138,90 +155,126 @@ class DeviceAugment:
                 start = k
         return pad_frames(groups)
 
-    def augment(self, pool: torch.Tensor, plan: dict[str, Any]) -> Batch:
-        """pool (N, 3, H, W) uint8 + plan -> the step's inputs (see the module docstring)."""
+    def draw(self, plan: dict[str, Any]) -> dict[str, Any]:
+        """Every random parameter of the step, from the CPU generator seeded with the plan's seed inside a
+        forked RNG state (the caller's streams do not move), in this order: the clips' flips (one for both
+        views), view 1's and view 2's crop boxes, each sampled frame's crop box and flip, view 2's colour ops
+        (:meth:`draw_colour`), the erasing boxes. Numbers only: ``flips`` (B,), ``box1`` / ``box2`` (B, 4),
+        ``image_box`` (B, F, 4), ``image_flips`` (B, F), ``colour`` (per clip, its ops), ``erase`` (B, 4) or
+        None."""
         tf, sizes = self.tf, plan["sizes"]
         rows1, rows2, image_rows = plan["rows1"], plan["rows2"], plan["image_rows"]
         B = len(rows1)
-        flips = np.array([tf.flip() for _ in range(B)])  # one per clip, for both views
-        box1 = np.array([self.box(tf.crop, sizes[r[0]]) for r in rows1])
-        box2 = np.array([self.box(tf.crop, sizes[r[0]]) for r in rows2])
-        image_box = np.array([[self.box(tf.image_crop, sizes[k]) for k in r] for r in image_rows])
-        image_flips = np.array([[tf.flip() for _ in r] for r in image_rows])
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(plan["seed"])
+            return {
+                "flips": np.array([tf.flip() for _ in range(B)]),
+                "box1": np.array([self.box(tf.crop, sizes[r[0]]) for r in rows1]),
+                "box2": np.array([self.box(tf.crop, sizes[r[0]]) for r in rows2]),
+                "image_box": np.array([[self.box(tf.image_crop, sizes[k]) for k in r] for r in image_rows]),
+                "image_flips": np.array([[tf.flip() for _ in r] for r in image_rows]),
+                "colour": self.draw_colour(B),
+                "erase": self.draw_erase(B),
+            }
 
+    def augment(self, pool: torch.Tensor, plan: dict[str, Any], params: dict[str, Any]) -> Batch:
+        """pool (N, 3, H, W) uint8 + plan + the step's parameters -> the step's inputs (module docstring)."""
+        rows1, rows2, image_rows = plan["rows1"], plan["rows2"], plan["image_rows"]
+        flips = params["flips"]
         fpool = pool.float()  # roi_align interpolates floats
-        video1 = self.flip(self.crop(fpool, rows1, box1), flips)  # (B, T, 3, S, S), 0..255
-        video2 = self.crop(fpool, rows2, box2).round_().clamp_(0, 255).to(torch.uint8)
+        video1 = self.flip(self.crop(fpool, rows1, params["box1"]), flips)  # (B, T, 3, S, S), 0..255
+        video2 = self.crop(fpool, rows2, params["box2"]).round_().clamp_(0, 255).to(torch.uint8)
         video2 = self.flip(video2, flips)
         # batched on a GPU, where launches are the cost; clip by clip on a CPU, where the per-clip loop's small
-        # working set is faster (docs/DATA.md); the same draws and pixels either way
-        video2 = self.colour(video2) if video2.is_cuda else torch.stack([tf.colour(clip) for clip in video2])
-        video2 = self.erase(normalize(video2, self.mean, self.std))
-        images = self.flip(self.crop(fpool, image_rows, image_box), image_flips)  # (B, F, 3, S, S)
+        # working set is faster (docs/DATA.md); the same pixels either way
+        ops = params["colour"]
+        if video2.is_cuda:
+            video2 = self.colour(video2, ops)
+        else:
+            video2 = torch.cat([self.colour(clip[None], [o]) for clip, o in zip(video2, ops, strict=True)])
+        video2 = self.erase(normalize(video2, self.mean, self.std), params["erase"])
+        images = self.crop(fpool, image_rows, params["image_box"])  # (B, F, 3, S, S)
+        images = self.flip(images, params["image_flips"])
         return {
             "video1": normalize(video1, self.mean, self.std).transpose(1, 2).contiguous(),  # (B, 3, T, S, S)
             "video2": video2.transpose(1, 2).contiguous(),
             "images": normalize(images, self.mean, self.std),
         }
 
-    def colour(self, video: torch.Tensor) -> torch.Tensor:
-        """View 2's RandAugment and ColorJitter on a batch (B, T, 3, S, S) uint8, batched.
+    def draw_colour(self, clips: int) -> list[list[ColourOp]]:
+        """View 2's RandAugment and ColorJitter draws for ``clips`` clips: the same draws, from the same
+        generator and in the same order, as :meth:`PretrainTransforms.colour` called on each clip in turn (a
+        clip's RandAugment ops, then its ColorJitter order and factors). Per clip, one (key, values) per step:
+        RandAugment's ops, then ColorJitter's four positions; key None leaves the clip as it is."""
+        tf, S = self.tf, self.size
+        out: list[list[ColourOp]] = []
+        for _ in range(clips):
+            ops: list[ColourOp] = []
+            for op, m in tf.randaug.draw(S, S) if tf.randaug is not None else []:
+                if op == "Identity":
+                    ops.append((None, (0.0, 0.0)))
+                elif op in RANDAUG_PER_CLIP:
+                    ops.append((op, RANDAUG_PER_CLIP[op][1](m)))
+                else:  # geometric and histogram ops: run once per distinct magnitude
+                    ops.append((("randaug", op, m), (0.0, 0.0)))
+            if tf.jitter is not None:
+                p = tf.jitter.make_params([])
+                for k in range(4):
+                    j = int(p["fn_idx"][k])
+                    name, _, values = JITTER[j]
+                    ops.append(
+                        (("jitter", j), values(p[name])) if p[name] is not None else (None, (0.0, 0.0))
+                    )
+            out.append(ops)
+        return out
 
-        The same draws, from the same generator and in the same order, as :meth:`PretrainTransforms.colour`
-        called on each clip in turn, and the same pixels; each op then runs once on all the clips that drew
-        it, with per-clip parameters (RandAugment step by step, ColorJitter position by position of its
-        drawn order). Rotations, shears, translations, equalize and autocontrast run once per distinct
-        magnitude, through torchvision's own RandAugment code. All indices and factors reach the device in
-        one copy each.
+    def colour(self, video: torch.Tensor, ops: list[list[ColourOp]] | None = None) -> torch.Tensor:
+        """View 2's RandAugment and ColorJitter on a batch (B, T, 3, S, S) uint8, batched; ``ops`` from
+        :meth:`draw_colour` (None: drawn here, from the current generator).
+
+        The same pixels as :meth:`PretrainTransforms.colour` on each clip with the same draws: each op runs
+        once on all the clips that drew it, with per-clip parameters (RandAugment step by step, ColorJitter
+        position by position of its drawn order). Rotations, shears, translations, equalize and autocontrast
+        run once per distinct magnitude, through torchvision's own RandAugment code. All indices and factors
+        reach the device in one copy each.
         """
-        tf, (B, _, _, H, W) = self.tf, video.shape
-        if B == 0 or (tf.randaug is None and tf.jitter is None):
+        B = len(video)
+        ops = self.draw_colour(B) if ops is None else ops
+        if B == 0 or not ops[0]:
             return video
-        drawn, jitter = [], []
-        for _ in range(B):  # the per-clip order: a clip's RandAugment draws, then its ColorJitter draws
-            drawn.append(tf.randaug.draw(H, W) if tf.randaug is not None else [])
-            jitter.append(tf.jitter.make_params([]) if tf.jitter is not None else None)
-        # per RandAugment op, then per position of ColorJitter's drawn order: a partition of the clips
-        stages: list[list[Action]] = []
-        for step in range(len(drawn[0])):
+        # per step, a partition of the clips by key; every index (each group's clips, then the permutation that
+        # puts the step's clips back) and every per-clip value, moved to the device at once
+        stages, index, values = [], [], []
+        for step in range(len(ops[0])):
             groups: dict[Any, list[int]] = {}
-            for c, ops in enumerate(drawn):
-                op, m = ops[step]
-                key = None if op == "Identity" else op if op in RANDAUG_PER_CLIP else (op, m)
-                groups.setdefault(key, []).append(c)
-            stages.append([])
-            for key, clips in groups.items():
-                if key in RANDAUG_PER_CLIP:
-                    kernel, params = RANDAUG_PER_CLIP[key]
-                    stages[-1].append((kernel, clips, [params(drawn[c][step][1]) for c in clips]))
-                else:
-                    stages[-1].append((key and self.randaug_op(*key), clips, [(0.0, 0.0)] * len(clips)))
-        for k in range(4 if jitter[0] is not None else 0):
-            stages.append([])
-            for j, (name, kernel, params) in enumerate(JITTER):
-                clips = [c for c, p in enumerate(jitter) if int(p["fn_idx"][k]) == j]
-                if clips and jitter[0][name] is not None:  # a factor is None for every clip or for none
-                    stages[-1].append((kernel, clips, [params(jitter[c][name]) for c in clips]))
-                elif clips:
-                    stages[-1].append((None, clips, [(0.0, 0.0)] * len(clips)))
-        # every index (each stage's groups, then the permutation that puts its clips back) and every per-clip
-        # value, moved to the device at once
-        order = [[c for _, clips, _ in stage for c in clips] for stage in stages]
-        index = [i for o in order for i in (*o, *np.argsort(o).tolist())]
-        index = to_device(torch.tensor(index), video.device)
-        values = [v for stage in stages for _, _, vals in stage for v in vals]
-        values = to_device(torch.tensor(values, dtype=torch.float32).view(-1, 2, 1, 1, 1, 1), video.device)
+            for c, clip_ops in enumerate(ops):
+                groups.setdefault(clip_ops[step][0], []).append(c)
+            order = [c for clips in groups.values() for c in clips]
+            stages.append([(self.kernel(key), len(clips)) for key, clips in groups.items()])
+            index += [*order, *np.argsort(order).tolist()]
+            values += [ops[c][step][1] for c in order]
+        index_t = to_device(torch.tensor(index), video.device)
+        values_t = to_device(torch.tensor(values, dtype=torch.float32).view(-1, 2, 1, 1, 1, 1), video.device)
         x, i, j = video, 0, 0
         for stage in stages:
             parts = []
-            for kernel, clips, _ in stage:
-                n = len(clips)
-                sub = x if n == B else x.index_select(0, index[i : i + n])
-                parts.append(sub if kernel is None else kernel(sub, *values[j : j + n].unbind(1)))
+            for kernel, n in stage:
+                sub = x if n == B else x.index_select(0, index_t[i : i + n])
+                parts.append(sub if kernel is None else kernel(sub, *values_t[j : j + n].unbind(1)))
                 i, j = i + n, j + n
-            x = parts[0] if len(parts) == 1 else torch.cat(parts).index_select(0, index[i : i + B])
+            x = parts[0] if len(parts) == 1 else torch.cat(parts).index_select(0, index_t[i : i + B])
             i += B
         return x
+
+    def kernel(self, key: Any) -> Callable | None:
+        """The op of a :meth:`draw_colour` key on clips (n, T, 3, S, S), with two per-clip value tensors."""
+        if key is None:
+            return None
+        if isinstance(key, str):
+            return RANDAUG_PER_CLIP[key][0]
+        if key[0] == "jitter":
+            return JITTER[key[1]][1]
+        return self.randaug_op(key[1], key[2])
 
     def randaug_op(self, op: str, magnitude: float) -> Callable:
         """One RandAugment op at one magnitude on clips (n, T, 3, H, W), by torchvision's RandAugment."""
@@ -261,21 +314,27 @@ class DeviceAugment:
         mask = to_device(torch.from_numpy(flips), x.device).view(*flips.shape, *[1] * (x.dim() - flips.ndim))
         return torch.where(mask, x.flip(-1), x)
 
-    def erase(self, video: torch.Tensor) -> torch.Tensor:
-        """RandomErasing of view 2 (B, T, 3, S, S), normalised: one box per clip on all its frames, value 0."""
+    def draw_erase(self, clips: int) -> np.ndarray | None:
+        """RandomErasing's boxes for view 2 (top, left, height, width) per clip, as ``RandomErasing.forward``
+        decides (an empty box: not erased); None when erasing is off."""
         erase = self.tf.erase
         if erase is None:
-            return video
-        B, S = len(video), self.size
-        boxes = np.zeros((B, 4), dtype=np.int64)  # (top, left, height, width); empty = not erased
-        frame = torch.zeros(1, dtype=torch.uint8).expand(3, S, S)
-        for c in range(B):
-            if torch.rand(1) < erase.p:  # as RandomErasing.forward decides
+            return None
+        S = self.size
+        boxes = np.zeros((clips, 4), dtype=np.int64)
+        frame = torch.zeros(1, dtype=torch.uint8).expand(3, S, S)  # only its size is read
+        for c in range(clips):
+            if torch.rand(1) < erase.p:
                 p = erase.make_params([frame])
                 if p["v"] is not None:
                     boxes[c] = p["i"], p["j"], p["h"], p["w"]
-        if not boxes[:, 2].any():
+        return boxes
+
+    def erase(self, video: torch.Tensor, boxes: np.ndarray | None) -> torch.Tensor:
+        """View 2 (B, T, 3, S, S), normalised, with each clip's erasing box set to 0 on all its frames."""
+        if boxes is None or not boxes[:, 2].any():
             return video
+        B, S = len(video), self.size
         i, j, h, w = to_device(torch.from_numpy(boxes), video.device).view(B, 4, 1, 1).unbind(1)
         ys = torch.arange(S, device=video.device).view(1, S, 1)
         xs = ys.view(1, 1, S)
@@ -363,6 +422,12 @@ JITTER: tuple[tuple[str, Callable, Callable[[float], tuple[float, float]]], ...]
     ("saturation_factor", saturation, lambda f: (f, 1.0 - f)),
     ("hue_factor", hue, lambda f: (f, 0.0)),
 )
+
+
+def loader_collate(inputs: Callable[[Batch], Batch], collate: Callable[[list[dict]], Batch]):
+    """The pretraining DataLoader's collate for the step's ``inputs``: with device augmentation
+    :meth:`DeviceAugment.collate` (the step's random parameters drawn in the workers), else ``collate``."""
+    return inputs.collate if isinstance(inputs, DeviceAugment) else collate
 
 
 def pretrain_inputs(cfg: Config) -> Callable[[Batch], Batch]:

@@ -102,8 +102,9 @@ def loader_steps(
     steps: int,
     profile: tuple[int, Path] | None = None,
 ) -> dict[str, Any]:
-    """Steps fed by the real loader (``build_pretrain_dataset`` + ``pretrain_collate``, pinned, non-blocking
-    copies, then ``pretrain_inputs``: the augmentation on the device with ``data.augment=device``; with
+    """Steps fed by the real loader (``build_pretrain_dataset`` + ``pretrain_collate``, whose workers also draw
+    the device augmentation's parameters, pinned, non-blocking copies, then ``pretrain_inputs``: the augmentation
+    on the device with ``data.augment=device``; with
     ``data.prefetch`` queued one step ahead on a side stream, as ``fit`` does): the same step, so the
     difference to the in-memory rate is what the loader costs. With ``data.repeated_sampling`` = r the loader
     batches B / r videos of r clips each.
@@ -121,7 +122,7 @@ def loader_steps(
     from torch.utils.data import DataLoader, DistributedSampler
 
     from ..data import build_pretrain_dataset, pretrain_collate
-    from ..data.device_augment import pretrain_inputs
+    from ..data.device_augment import loader_collate, pretrain_inputs
     from ..engine.prefetch import DeviceFeed
     from ..engine.sampling import RunIndices, SeededItems
 
@@ -143,7 +144,7 @@ def loader_steps(
         items,
         batch_size=videos,
         sampler=RunIndices(sampler, 0, 0, -(-wanted // per_epoch), per_epoch),
-        collate_fn=pretrain_collate,
+        collate_fn=loader_collate(inputs, pretrain_collate),
         num_workers=cfg.data.num_workers,
         pin_memory=device.type == "cuda",
         drop_last=True,

@@ -98,7 +98,7 @@ def pretrain_step(
 def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int = 1) -> dict[str, Any]:
     """Shared by ``pretrain`` and ``adapt`` (which takes ``repeat_batch`` updates per batch)."""
     from ..data import BadVideoLog, build_pretrain_dataset, pretrain_collate
-    from ..data.device_augment import pretrain_inputs
+    from ..data.device_augment import loader_collate, pretrain_inputs
 
     torch.manual_seed(cfg.train.seed)  # initial weights from train.seed, not from whatever ran before
     model, criterion = build_pretraining(cfg)
@@ -106,8 +106,11 @@ def run_pretraining(cfg: Config, out_dir: Path, resume: bool, repeat_batch: int 
         dataset, collate = SyntheticClips(cfg), SyntheticClips.collate
         inputs: Callable[[Batch], Batch] = SyntheticBatches(cfg)
     else:
-        dataset, collate = build_pretrain_dataset(cfg, split="train"), pretrain_collate
         inputs = pretrain_inputs(cfg)  # the batch as it is, or augmented on the device (data.augment=device)
+        dataset, collate = (
+            build_pretrain_dataset(cfg, split="train"),
+            loader_collate(inputs, pretrain_collate),
+        )
 
     pictures = out_dir / "pictures"
 
