@@ -24,15 +24,19 @@ launches the kernels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.functional import conv2d
+from torch.nn.functional import conv2d, grid_sample
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.ops import roi_align
+from torchvision.transforms.functional import _get_inverse_affine_matrix
+from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+from torchvision.transforms.v2._utils import _get_fill
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_grayscale_image, _rgb_to_hsv
 
 from ..config import Config
@@ -40,8 +44,8 @@ from .transforms import PretrainTransforms, normalize
 
 Batch = dict[str, Any]
 # an op on clips (n, T, 3, S, S) uint8 (None: left as they are), the clips it applies to, two values per clip
-# one colour op of one clip: a key naming the op (None: none) and its two per-clip values
-ColourOp = tuple[Any, tuple[float, float]]
+# one colour op of one clip: a key naming the op (None: none) and its per-clip values (at most VALUES)
+ColourOp = tuple[Any, tuple[float, ...]]
 ROW_KEYS = ("rows1", "rows2", "image_rows")  # per clip: rows of the pool that make view 1, view 2, the images
 
 
@@ -122,6 +126,14 @@ class DeviceAugment:
         self.tf = PretrainTransforms(cfg.data, cfg.aug, cfg.model.img_size)
         self.size = cfg.model.img_size
         self.mean, self.std = cfg.data.mean, cfg.data.std
+        self._grids: dict[Any, torch.Tensor] = {}  # affine's base grid per (H, W, device)
+        ra = self.tf.randaug.by_magnitude[0] if self.tf.randaug is not None else None
+        # the batched warp is RandAugment's with its defaults: nearest neighbour, no fill colour
+        self.warp = (
+            ra is not None
+            and ra.interpolation == InterpolationMode.NEAREST
+            and _get_fill(ra._fill, torch.Tensor) is None
+        )
 
     def collate(self, items: list[dict]) -> Batch:
         """:func:`collate_frames`, and the step's random parameters drawn here (in the loader's worker) into
@@ -205,18 +217,22 @@ class DeviceAugment:
         """View 2's RandAugment and ColorJitter draws for ``clips`` clips: the same draws, from the same
         generator and in the same order, as :meth:`PretrainTransforms.colour` called on each clip in turn (a
         clip's RandAugment ops, then its ColorJitter order and factors). Per clip, one (key, values) per step:
-        RandAugment's ops, then ColorJitter's four positions; key None leaves the clip as it is."""
+        RandAugment's ops, then ColorJitter's four positions; key None leaves the clip as it is. The shears,
+        translations and rotations share one key, "affine", whose values are the clip's inverse affine matrix
+        as torchvision computes it, so that they run as one warp of every clip that drew one."""
         tf, S = self.tf, self.size
         out: list[list[ColourOp]] = []
         for _ in range(clips):
             ops: list[ColourOp] = []
             for op, m in tf.randaug.draw(S, S) if tf.randaug is not None else []:
                 if op == "Identity":
-                    ops.append((None, (0.0, 0.0)))
+                    ops.append((None, ()))
                 elif op in RANDAUG_PER_CLIP:
                     ops.append((op, RANDAUG_PER_CLIP[op][1](m)))
-                else:  # geometric and histogram ops: run once per distinct magnitude
-                    ops.append((("randaug", op, m), (0.0, 0.0)))
+                elif self.warp and (matrix := affine_matrix(op, m, S, S)) is not None:  # one warp per step
+                    ops.append(("affine", matrix) if matrix else (None, ()))
+                else:  # the histogram ops, and rotations by quarter turns: torchvision, per distinct magnitude
+                    ops.append((("randaug", op, m), ()))
             if tf.jitter is not None:
                 p = tf.jitter.make_params([])
                 for k in range(4):
@@ -252,9 +268,10 @@ class DeviceAugment:
             order = [c for clips in groups.values() for c in clips]
             stages.append([(self.kernel(key), len(clips)) for key, clips in groups.items()])
             index += [*order, *np.argsort(order).tolist()]
-            values += [ops[c][step][1] for c in order]
+            values += [[*ops[c][step][1], *[0.0] * (VALUES - len(ops[c][step][1]))] for c in order]
         index_t = to_device(torch.tensor(index), video.device)
-        values_t = to_device(torch.tensor(values, dtype=torch.float32).view(-1, 2, 1, 1, 1, 1), video.device)
+        values_t = torch.tensor(values, dtype=torch.float32).view(-1, VALUES, 1, 1, 1, 1)
+        values_t = to_device(values_t, video.device)
         x, i, j = video, 0, 0
         for stage in stages:
             parts = []
@@ -270,11 +287,34 @@ class DeviceAugment:
         """The op of a :meth:`draw_colour` key on clips (n, T, 3, S, S), with two per-clip value tensors."""
         if key is None:
             return None
+        if key == "affine":
+            return self.affine
         if isinstance(key, str):
             return RANDAUG_PER_CLIP[key][0]
         if key[0] == "jitter":
             return JITTER[key[1]][1]
         return self.randaug_op(key[1], key[2])
+
+    def affine(self, x: torch.Tensor, *theta: torch.Tensor) -> torch.Tensor:
+        """Clips (n, T, 3, H, W) uint8 warped by each clip's inverse affine matrix (six (n, 1, 1, 1, 1) values):
+        torchvision's ``affine_image`` / ``rotate_image`` (its ``_affine_grid`` and nearest ``grid_sample`` with
+        zero fill, RandAugment's settings) for all the clips at once, the matrices arriving by one pinned copy
+        instead of a blocking one per call. Frames of a clip share its grid (as channels of one sample)."""
+        n, T, C, H, W = x.shape
+        th = torch.cat(theta, dim=1).view(n, 2, 3)
+        key = (H, W, x.device)
+        if key not in self._grids:  # torchvision's base grid: pixel centres, and a column of ones
+            base = torch.empty(1, H, W, 3, device=x.device)
+            base[..., 0].copy_(torch.linspace((1.0 - W) * 0.5, (W - 1.0) * 0.5, steps=W, device=x.device))
+            base[..., 1].copy_(
+                torch.linspace((1.0 - H) * 0.5, (H - 1.0) * 0.5, steps=H, device=x.device)[:, None]
+            )
+            base[..., 2].fill_(1)
+            self._grids[key] = base.view(1, H * W, 3)
+        scaled = torch.stack([th[:, 0] / (0.5 * W), th[:, 1] / (0.5 * H)], dim=-1)  # theta^T / (w/2, h/2)
+        grid = torch.cat([self._grids[key].bmm(scaled[k : k + 1]) for k in range(n)]).view(n, H, W, 2)
+        out = grid_sample(x.reshape(n, T * C, H, W).float(), grid, mode="nearest", align_corners=False)
+        return out.round_().to(torch.uint8).view(n, T, C, H, W)
 
     def randaug_op(self, op: str, magnitude: float) -> Callable:
         """One RandAugment op at one magnitude on clips (n, T, 3, H, W), by torchvision's RandAugment."""
@@ -360,25 +400,25 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return _rgb_to_grayscale_image(x, num_output_channels=1, preserve_dtype=False).floor_()
 
 
-def brightness(x: torch.Tensor, f: torch.Tensor, _=None) -> torch.Tensor:
+def brightness(x: torch.Tensor, f: torch.Tensor, *_) -> torch.Tensor:
     return x.mul(f).clamp_(0, 255).to(torch.uint8)
 
 
-def saturation(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def saturation(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor, *_) -> torch.Tensor:
     return _blend(x, _gray(x), f, a)
 
 
-def contrast(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def contrast(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor, *_) -> torch.Tensor:
     return _blend(x, _gray(x).mean(dim=(-3, -2, -1), keepdim=True), f, a)  # each frame's own mean
 
 
-def sharpness(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def sharpness(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor, *_) -> torch.Tensor:
     """torchvision's ``adjust_sharpness``: the inner pixels blended with a rounded 3x3 blur."""
     H, W = x.shape[-2:]
     if H <= 2 or W <= 2:
         return x
     w, c = 1.0 / 13.0, 5.0 / 13.0
-    kernel = torch.tensor([[w, w, w], [w, c, w], [w, w, w]], device=x.device).expand(3, 1, 3, 3)
+    kernel = to_device(torch.tensor([[w, w, w], [w, c, w], [w, w, w]]), x.device).expand(3, 1, 3, 3)
     out = x.to(torch.float32, copy=True)
     blurred = conv2d(out.view(-1, 3, H, W), kernel, groups=3).round_().view(*x.shape[:-2], H - 2, W - 2)
     inner = out[..., 1:-1, 1:-1]
@@ -386,23 +426,50 @@ def sharpness(x: torch.Tensor, f: torch.Tensor, a: torch.Tensor) -> torch.Tensor
     return out.clamp_(0, 255).to(torch.uint8)
 
 
-def hue(x: torch.Tensor, f: torch.Tensor, _=None) -> torch.Tensor:
+def hue(x: torch.Tensor, f: torch.Tensor, *_) -> torch.Tensor:
     """torchvision's ``adjust_hue``: the hue channel shifted by each clip's factor in HSV."""
     h, s, v = _rgb_to_hsv(TF.to_dtype(x, torch.float32, scale=True)).unbind(dim=-3)
     h.add_(f[..., 0]).remainder_(1.0)
     return TF.to_dtype(_hsv_to_rgb(torch.stack((h, s, v), dim=-3)), torch.uint8, scale=True)
 
 
-def solarize(x: torch.Tensor, threshold: torch.Tensor, _=None) -> torch.Tensor:
+def solarize(x: torch.Tensor, threshold: torch.Tensor, *_) -> torch.Tensor:
     return torch.where(x >= threshold, x.bitwise_not(), x)  # compared in float32, as with a Python threshold
 
 
-def posterize(x: torch.Tensor, mask: torch.Tensor, _=None) -> torch.Tensor:
+def posterize(x: torch.Tensor, mask: torch.Tensor, *_) -> torch.Tensor:
     return x & mask.to(torch.uint8)
 
 
 def _bits_mask(bits: int) -> int:
     return 255 if bits >= 8 else ((1 << bits) - 1) << (8 - bits)
+
+
+VALUES = 6  # per-clip values of a colour op, padded: two for the colour ops, the 2x3 matrix for "affine"
+AFFINE_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+
+
+def affine_matrix(op: str, magnitude: float, height: int, width: int) -> tuple[float, ...] | None:
+    """The inverse affine matrix (six numbers, row-major 2x3) that torchvision's RandAugment warps a clip of
+    this size with for a geometric op at this signed magnitude: ``()`` where it leaves the clip as it is (a
+    rotation by 0), None where the op is not a warp here (not geometric, or a rotation by a quarter turn,
+    which torchvision does with ``rot90``). The same arguments as its ``_apply_image_or_video_transform``."""
+    if op not in AFFINE_OPS:
+        return None
+    if op == "Rotate":  # rotate_image: the angle modulo 360, its fast paths, then the matrix of -angle
+        angle = magnitude % 360
+        if angle == 0:
+            return ()
+        if angle in (90.0, 180.0, 270.0):
+            return None
+        return tuple(_get_inverse_affine_matrix([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0]))
+    if op in ("ShearX", "ShearY"):  # affine_image with center [0, 0]: the top-left corner
+        shear = math.degrees(math.atan(magnitude))
+        center = [0 - width * 0.5, 0 - height * 0.5]
+        shears = [shear, 0.0] if op == "ShearX" else [0.0, shear]
+        return tuple(_get_inverse_affine_matrix(center, 0.0, [0.0, 0.0], 1.0, shears))
+    shift = [float(int(magnitude)), 0.0] if op == "TranslateX" else [0.0, float(int(magnitude))]
+    return tuple(_get_inverse_affine_matrix([0.0, 0.0], 0.0, shift, 1.0, [0.0, 0.0]))
 
 
 # RandAugment ops batched over magnitudes: kernel, and the per-clip values from the signed magnitude, computed

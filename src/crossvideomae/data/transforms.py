@@ -77,10 +77,12 @@ class RandAugmentClip:
 def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 (or float in 0..255) (..., 3, H, W) -> float32 normalised: (x / 255 - mean) / std as one
     multiply-add, on the clip's device."""
-    mean_t, std_t = (torch.tensor(v, dtype=torch.float32, device=clip.device) for v in (mean, std))
-    scale = 1.0 / (255.0 * std_t).view(3, 1, 1)
-    shift = (mean_t / std_t).view(3, 1, 1)
-    return torch.addcmul(-shift, clip.float(), scale)
+    mean_t, std_t = (torch.tensor(v, dtype=torch.float32) for v in (mean, std))
+    scale_shift = torch.stack([1.0 / (255.0 * std_t), -(mean_t / std_t)]).view(2, 3, 1, 1)
+    if clip.is_cuda:  # one pinned copy: the host does not wait for the device's queued work
+        scale_shift = scale_shift.pin_memory().to(clip.device, non_blocking=True)
+    scale, shift = scale_shift
+    return torch.addcmul(shift, clip.float(), scale)
 
 
 def to_cthw(clip: torch.Tensor) -> torch.Tensor:
