@@ -58,6 +58,9 @@ ARMS: dict[str, list[str]] = {
     "lambda_c_0.1": ["loss.lambda_c=0.1"],
     # the λ_c sweep: the contrast at a hundredth of the reconstruction
     "lambda_c_0.01": ["loss.lambda_c=0.01"],
+    # a thousandth: about where the contrastive terms' gradient on the video encoder falls to a tenth of the
+    # reconstruction's (at initialisation they are 20-50 times larger: benchmarks/learning/grad_balance.py)
+    "lambda_c_0.001": ["loss.lambda_c=0.001"],
     # each view's moving pixels on another clip's background (FAME): no background shared by the two views and
     # the frame, so the contrastive terms cannot identify a clip by it; with and without L_mse, which asks the
     # views (now on different backgrounds) for the same reconstruction
