@@ -56,7 +56,15 @@ def _worker(rank: int, fn, args: tuple, port: int, out: str) -> None:
 def run_on_two_ranks(fn, *args, tmp_path):
     """``fn(*args)`` in 2 gloo processes; returns rank 0's result."""
     out = tmp_path / "rank0.pkl"
-    mp.start_processes(_worker, (fn, args, _free_port(), str(out)), nprocs=WORLD, start_method="spawn")
+    for attempt in range(3):  # the free port can be taken between _free_port() and rank 0's bind: a new one
+        try:
+            mp.start_processes(
+                _worker, (fn, args, _free_port(), str(out)), nprocs=WORLD, start_method="spawn"
+            )
+            break
+        except mp.ProcessRaisedException as e:
+            if "address already in use" not in str(e).lower() or attempt == 2:
+                raise
     return pickle.loads(out.read_bytes())
 
 
