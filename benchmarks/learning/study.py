@@ -61,6 +61,8 @@ ARMS: dict[str, list[str]] = {
     # a thousandth: about where the contrastive terms' gradient on the video encoder falls to a tenth of the
     # reconstruction's (at initialisation they are 20-50 times larger: benchmarks/learning/grad_balance.py)
     "lambda_c_0.001": ["loss.lambda_c=0.001"],
+    # the same without L_mse, whose weight does not follow λ_c: reconstruction + a small contrast only
+    "lambda_c_0.001_no_mse": ["loss.lambda_c=0.001", "loss.mse=false"],
     # each view's moving pixels on another clip's background (FAME): no background shared by the two views and
     # the frame, so the contrastive terms cannot identify a clip by it; with and without L_mse, which asks the
     # views (now on different backgrounds) for the same reconstruction
