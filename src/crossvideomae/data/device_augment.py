@@ -43,7 +43,6 @@ from ..config import Config
 from .transforms import PretrainTransforms, normalize
 
 Batch = dict[str, Any]
-# an op on clips (n, T, 3, S, S) uint8 (None: left as they are), the clips it applies to, two values per clip
 # one colour op of one clip: a key naming the op (None: none) and its per-clip values (at most VALUES)
 ColourOp = tuple[Any, tuple[float, ...]]
 ROW_KEYS = ("rows1", "rows2", "image_rows")  # per clip: rows of the pool that make view 1, view 2, the images
@@ -213,23 +212,24 @@ class DeviceAugment:
             "images": normalize(images, self.mean, self.std),
         }
 
-    def draw_colour(self, clips: int) -> list[list[ColourOp]]:
+    def draw_colour(self, clips: int, size: tuple[int, int] | None = None) -> list[list[ColourOp]]:
         """View 2's RandAugment and ColorJitter draws for ``clips`` clips: the same draws, from the same
         generator and in the same order, as :meth:`PretrainTransforms.colour` called on each clip in turn (a
         clip's RandAugment ops, then its ColorJitter order and factors). Per clip, one (key, values) per step:
         RandAugment's ops, then ColorJitter's four positions; key None leaves the clip as it is. The shears,
         translations and rotations share one key, "affine", whose values are the clip's inverse affine matrix
-        as torchvision computes it, so that they run as one warp of every clip that drew one."""
-        tf, S = self.tf, self.size
+        as torchvision computes it, so that they run as one warp of every clip that drew one. ``size``: the
+        clips' (H, W), by default the crop size."""
+        tf, (H, W) = self.tf, size or (self.size, self.size)
         out: list[list[ColourOp]] = []
         for _ in range(clips):
             ops: list[ColourOp] = []
-            for op, m in tf.randaug.draw(S, S) if tf.randaug is not None else []:
+            for op, m in tf.randaug.draw(H, W) if tf.randaug is not None else []:
                 if op == "Identity":
                     ops.append((None, ()))
                 elif op in RANDAUG_PER_CLIP:
                     ops.append((op, RANDAUG_PER_CLIP[op][1](m)))
-                elif self.warp and (matrix := affine_matrix(op, m, S, S)) is not None:  # one warp per step
+                elif self.warp and (matrix := affine_matrix(op, m, H, W)) is not None:  # one warp per step
                     ops.append(("affine", matrix) if matrix else (None, ()))
                 else:  # the histogram ops, and rotations by quarter turns: torchvision, per distinct magnitude
                     ops.append((("randaug", op, m), ()))
@@ -238,9 +238,7 @@ class DeviceAugment:
                 for k in range(4):
                     j = int(p["fn_idx"][k])
                     name, _, values = JITTER[j]
-                    ops.append(
-                        (("jitter", j), values(p[name])) if p[name] is not None else (None, (0.0, 0.0))
-                    )
+                    ops.append((("jitter", j), values(p[name])) if p[name] is not None else (None, ()))
             out.append(ops)
         return out
 
@@ -250,12 +248,12 @@ class DeviceAugment:
 
         The same pixels as :meth:`PretrainTransforms.colour` on each clip with the same draws: each op runs
         once on all the clips that drew it, with per-clip parameters (RandAugment step by step, ColorJitter
-        position by position of its drawn order). Rotations, shears, translations, equalize and autocontrast
-        run once per distinct magnitude, through torchvision's own RandAugment code. All indices and factors
-        reach the device in one copy each.
+        position by position of its drawn order). Rotations, shears and translations run as one warp
+        (:meth:`affine`), equalize and autocontrast once each through torchvision's RandAugment code. All
+        indices, factors and matrices reach the device in one pinned copy each.
         """
         B = len(video)
-        ops = self.draw_colour(B) if ops is None else ops
+        ops = self.draw_colour(B, tuple(video.shape[-2:])) if ops is None else ops
         if B == 0 or not ops[0]:
             return video
         # per step, a partition of the clips by key; every index (each group's clips, then the permutation that
@@ -284,7 +282,8 @@ class DeviceAugment:
         return x
 
     def kernel(self, key: Any) -> Callable | None:
-        """The op of a :meth:`draw_colour` key on clips (n, T, 3, S, S), with two per-clip value tensors."""
+        """The op of a :meth:`draw_colour` key on clips (n, T, 3, S, S), called with VALUES per-clip value
+        tensors (n, 1, 1, 1, 1)."""
         if key is None:
             return None
         if key == "affine":
