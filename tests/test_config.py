@@ -65,3 +65,11 @@ def test_base_list_layers_presets_in_order(tmp_path):
     assert cfg.eval.mixup == 0.0 and cfg.eval.ft_layer_decay == 1.0  # finetune_small on top
     assert cfg.eval.epochs == 7  # the file itself on top of both
     assert load_config("vits_study").eval.mixup == 0.8  # the paper's recipe stays the default
+
+
+@pytest.mark.parametrize("preset", [None, *PRESETS])
+def test_every_preset_keeps_the_papers_loss_weights(preset):
+    """eq. 11's weights, λ_c = λ_rl = λ_mse = 1, are the default everywhere (docs/DESIGN.md, Losses): the learning
+    benchmark's smaller λ_c are study arms, not presets."""
+    loss = load_config(preset).loss
+    assert (loss.lambda_c, loss.lambda_rl, loss.lambda_mse) == (1.0, 1.0, 1.0)
