@@ -4,7 +4,8 @@ gradient, λ_c·∇(L_intra + L_cross), to the reconstruction's, λ_rl·∇L_rl.
 
 The ratio says at which λ_c the contrastive terms and the reconstruction weigh the same on the encoder
 (λ_c = 1 / ratio at λ_c = 1, the gradient being linear in λ_c). By default the model is at initialisation
-(``train.seed``); ``init.model=CHECKPOINT`` measures a pretrained one.
+(``train.seed``); ``init.model=CHECKPOINT`` measures a pretrained one. The forward pass runs in float32, on
+``train.device`` (auto: a GPU when there is one).
 
     crossvideomae synth -c vits_study -o runs/grad_data synth.num_train=96 synth.num_val=8
     python benchmarks/learning/grad_balance.py -c vits_study --batches 3 --seeds 0 1 \\
@@ -37,7 +38,8 @@ def measure(cfg, seed: int, batches: int) -> list[dict]:
     """Per batch: every term's value and gradient norm on the video encoder, the weighted groups' norms."""
     torch.manual_seed(seed)
     cfg.train.seed = seed
-    device = torch.device(cfg.train.device if cfg.train.device != "auto" else "cpu")
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if cfg.train.device == "auto" else cfg.train.device)
     model, criterion = build_pretraining(cfg)
     model.to(device)
     params = [p for p in model.video_encoder.parameters() if p.requires_grad]
