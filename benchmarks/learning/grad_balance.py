@@ -8,7 +8,7 @@ The ratio says at which λ_c the contrastive terms and the reconstruction weigh 
 ``train.device`` (auto: a GPU when there is one).
 
     crossvideomae synth -c vits_study -o runs/grad_data synth.num_train=96 synth.num_val=8
-    python benchmarks/learning/grad_balance.py -c vits_study --batches 3 --seeds 0 1 \\
+    python benchmarks/learning/grad_balance.py -c vits_study --batches 3 --seeds 0,1 \\
         data.train_list=runs/grad_data/train.txt data.val_list=runs/grad_data/val.txt data.cache=none \\
         data.batch_size=32 train.device=cpu
 """
@@ -74,7 +74,12 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-c", "--config", default="vits_study")
     p.add_argument("--batches", type=int, default=3, help="batches per seed")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="model initialisations")
+    p.add_argument(
+        "--seeds",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[0, 1],
+        help="model initialisations, 0,1",
+    )
     p.add_argument("--json", default="", help="also write the result here")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
