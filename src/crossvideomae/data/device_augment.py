@@ -40,7 +40,7 @@ from torchvision.transforms.v2._utils import _get_fill
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_grayscale_image, _rgb_to_hsv
 
 from ..config import Config
-from .transforms import PretrainTransforms, normalize
+from .transforms import PretrainTransforms, normalize, to_device
 
 Batch = dict[str, Any]
 # one colour op of one clip: a key naming the op (None: none) and its per-clip values (at most VALUES)
@@ -311,6 +311,7 @@ class DeviceAugment:
             base[..., 2].fill_(1)
             self._grids[key] = base.view(1, H * W, 3)
         scaled = torch.stack([th[:, 0] / (0.5 * W), th[:, 1] / (0.5 * H)], dim=-1)  # theta^T / (w/2, h/2)
+        # one bmm per clip, torchvision's own product (a batched one may round differently)
         grid = torch.cat([self._grids[key].bmm(scaled[k : k + 1]) for k in range(n)]).view(n, H, W, 2)
         out = grid_sample(x.reshape(n, T * C, H, W).float(), grid, mode="nearest", align_corners=False)
         return out.round_().to(torch.uint8).view(n, T, C, H, W)
@@ -379,11 +380,6 @@ class DeviceAugment:
         xs = ys.view(1, 1, S)
         inside = (ys >= i) & (ys < i + h) & (xs >= j) & (xs < j + w)  # (B, S, S)
         return video.masked_fill(inside[:, None, None], 0.0)
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A small host tensor on ``device`` without making the host wait for the device's queued work."""
-    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
 
 
 # Colour ops with one parameter per clip, as torchvision's tensor kernels compute them with one parameter per
@@ -490,7 +486,9 @@ JITTER: tuple[tuple[str, Callable, Callable[[float], tuple[float, float]]], ...]
 )
 
 
-def loader_collate(inputs: Callable[[Batch], Batch], collate: Callable[[list[dict]], Batch]):
+def loader_collate(
+    inputs: Callable[[Batch], Batch], collate: Callable[[list[dict]], Batch]
+) -> Callable[[list[dict]], Batch]:
     """The pretraining DataLoader's collate for the step's ``inputs``: with device augmentation
     :meth:`DeviceAugment.collate` (the step's random parameters drawn in the workers), else ``collate``."""
     return inputs.collate if isinstance(inputs, DeviceAugment) else collate

@@ -79,10 +79,14 @@ def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
     multiply-add, on the clip's device."""
     mean_t, std_t = (torch.tensor(v, dtype=torch.float32) for v in (mean, std))
     scale_shift = torch.stack([1.0 / (255.0 * std_t), -(mean_t / std_t)]).view(2, 3, 1, 1)
-    if clip.is_cuda:  # one pinned copy: the host does not wait for the device's queued work
-        scale_shift = scale_shift.pin_memory().to(clip.device, non_blocking=True)
-    scale, shift = scale_shift
+    scale, shift = to_device(scale_shift, clip.device)
     return torch.addcmul(shift, clip.float(), scale)
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device`` without making the host wait for the device's queued work (a pinned,
+    non-blocking copy; a pageable one, or a tensor made on the device from a Python list, waits)."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
 
 
 def to_cthw(clip: torch.Tensor) -> torch.Tensor:
