@@ -86,7 +86,7 @@ def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A small host tensor on ``device`` without making the host wait for the device's queued work (a pinned,
     non-blocking copy; a pageable one, or a tensor made on the device from a Python list, waits)."""
-    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
 
 
 def to_cthw(clip: torch.Tensor) -> torch.Tensor:
