@@ -24,6 +24,8 @@ import torch
 from crossvideomae.config import load_config
 from crossvideomae.data import build_pretrain_dataset, pretrain_collate
 from crossvideomae.data.device_augment import pretrain_inputs
+from crossvideomae.engine.device import resolve_device
+from crossvideomae.engine.prefetch import to_device
 from crossvideomae.tasks.pretrain import build_pretraining, pretrain_prepare
 
 TERMS = ("intra_video", "intra_frame", "cross_video", "cross_frame", "rl", "mse")
@@ -38,8 +40,7 @@ def measure(cfg, seed: int, batches: int) -> list[dict]:
     """Per batch: every term's value and gradient norm on the video encoder, the weighted groups' norms."""
     torch.manual_seed(seed)
     cfg.train.seed = seed
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if cfg.train.device == "auto" else cfg.train.device)
+    device = resolve_device(cfg.train.device)
     model, criterion = build_pretraining(cfg)
     model.to(device)
     params = [p for p in model.video_encoder.parameters() if p.requires_grad]
@@ -48,14 +49,11 @@ def measure(cfg, seed: int, batches: int) -> list[dict]:
     bs, rows = cfg.data.batch_size, []
     for b in range(batches):
         items = [dataset[i] for i in range(b * bs, (b + 1) * bs)]
-        batch = pretrain_collate(items)
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        batch = prepare(batch)
+        batch = prepare(to_device(pretrain_collate(items), device))
         out = model(
             batch["video1"], batch["video2"], batch["images"], batch["frame_index1"], batch["frame_index2"]
         )
         terms = criterion(out)
-        c = cfg.loss
         row = {
             k: {"value": terms[k].item(), "grad_norm": grad_norm(terms[k], params)}
             for k in TERMS
@@ -63,8 +61,8 @@ def measure(cfg, seed: int, batches: int) -> list[dict]:
         }
         contrast = [terms[g] for g in ("intra", "cross") if g in terms]
         if contrast and "rl" in terms:
-            row["contrastive_weighted_grad_norm"] = grad_norm(c.lambda_c * sum(contrast), params)
-            row["rl_weighted_grad_norm"] = grad_norm(c.lambda_rl * terms["rl"], params)
+            row["contrastive_weighted_grad_norm"] = grad_norm(cfg.loss.lambda_c * sum(contrast), params)
+            row["rl_weighted_grad_norm"] = grad_norm(cfg.loss.lambda_rl * terms["rl"], params)
             row["ratio"] = row["contrastive_weighted_grad_norm"] / row["rl_weighted_grad_norm"]
         rows.append(row)
     return rows
