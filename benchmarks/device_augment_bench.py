@@ -1,8 +1,10 @@
 """View 2's RandAugment + ColorJitter of ``data.augment=device``: the per-clip loop (``PretrainTransforms.colour``
-on each clip) against the batched ``DeviceAugment.colour``, at the default augmentation (rand-m9-n2-mstd0.5,
+on each clip) against the batched ``DeviceAugment.colour`` with eager kernels and, on CUDA, with compiled ones (``data.augment_compile``),
+at the default augmentation (rand-m9-n2-mstd0.5,
 colour jitter 0.4, hue 0): 32 clips of 16x3x224x224, 64 clips of 16x3x64x64 and, for mostly host time, 32
 clips of 16x3x16x16, uint8, on CUDA when there is one, else on the CPU. Each run starts from the same seed, so
-both variants draw the same ops (and give the same pixels, checked first).
+every variant draws the same ops; the eager ones give the same pixels (checked first), the compiled one pixels
+within one grey level (its largest difference and the share of pixels that differ are reported).
 
     python benchmarks/device_augment_bench.py [--runs N] [--out FILE.json]
 """
@@ -35,7 +37,11 @@ def main() -> dict:
         "rows": [],
     }  # fmt: skip  (Timer's default)
     for clips, size in SHAPES:
-        augment = DeviceAugment(load_config(None, ["data.augment=device", f"model.img_size={size}"]))
+        cfg = load_config(
+            None, ["data.augment=device", "data.augment_compile=false", f"model.img_size={size}"]
+        )
+        augment, fused = DeviceAugment(cfg), DeviceAugment(cfg)
+        fused.compile = device.type == "cuda"
         video = torch.randint(0, 256, (clips, 16, 3, size, size), dtype=torch.uint8, device=device)
 
         def per_clip(video=video, augment=augment):
@@ -46,9 +52,22 @@ def main() -> dict:
             torch.manual_seed(0)
             return augment.colour(video)
 
-        assert torch.equal(per_clip(), batched())
+        def compiled(video=video, augment=fused):
+            torch.manual_seed(0)
+            return augment.colour(video)
+
+        reference = per_clip()
+        assert torch.equal(reference, batched())
+        variants = [("per_clip", per_clip), ("batched", batched)]
         row = {"clips": clips, "shape": [16, 3, size, size]}
-        for name, fn in (("per_clip", per_clip), ("batched", batched)):
+        if fused.compile:
+            diff = (compiled().int() - reference.int()).abs()
+            row["compiled_max_diff"], row["compiled_pixels_differing"] = (
+                diff.max().item(),
+                diff.gt(0).float().mean().item(),
+            )
+            variants.append(("compiled", compiled))
+        for name, fn in variants:
             timer = Timer(
                 "fn(); sync()",
                 globals={
@@ -59,6 +78,8 @@ def main() -> dict:
             runs = args.runs if size >= 64 else 10 * args.runs  # the host-bound case: more, shorter runs
             row[f"{name}_ms"] = round(timer.timeit(runs).median * 1e3, 1)
         row["speedup"] = round(row["per_clip_ms"] / row["batched_ms"], 2)
+        if "compiled_ms" in row:
+            row["compiled_speedup"] = round(row["per_clip_ms"] / row["compiled_ms"], 2)
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
     if args.out:

@@ -416,3 +416,37 @@ def test_batched_colour_covers_every_randaugment_op_and_shares_draws_across_fram
     torch.manual_seed(7)
     out = augment.colour(static)
     assert torch.equal(out, out[:, :1].expand_as(out))
+
+
+@pytest.mark.parametrize("name", ["saturation", "hue", "sharpness"])
+def test_a_compiled_colour_kernel_is_within_one_grey_level_of_the_eager_one(name):
+    """``colour_ops.compiled`` (``data.augment_compile`` on a GPU): the same op as one generated kernel, for any
+    number of clips, at most one grey level from the eager kernel (which is torchvision's, bit for bit). Run on
+    the CPU's compiler here; the GPU's by the CUDA test below."""
+    from crossvideomae.data import colour_ops
+
+    kernel = getattr(colour_ops, name)
+    g = torch.Generator().manual_seed(0)
+    for n in (3, 1):  # any number of clips, one alone included
+        video = torch.randint(0, 256, (n, T, 3, S, S), dtype=torch.uint8, generator=g)
+        f = torch.rand(n, 1, 1, 1, 1, generator=g) * (0.5 if name == "hue" else 1.6)
+        f = f - 0.25 if name == "hue" else f + 0.2
+        want = kernel(video, f, 1.0 - f)
+        got = colour_ops.compiled(kernel)(video, f, 1.0 - f)
+        assert got.dtype == torch.uint8 and got.shape == want.shape
+        assert (got.int() - want.int()).abs().max() <= 1, (name, n)
+        assert (got != want).float().mean() < 1e-3, (name, n)  # a rare rounding, not another op
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_compiled_colour_is_the_per_clip_loop_within_one_grey_level():
+    cfg = _aug_cfg("aug.randaugment='rand-m9-n3-mstd0.5'", "aug.color_jitter=0.4", "aug.hue=0.1")
+    augment = DeviceAugment(cfg)
+    assert augment.compile  # data.augment_compile's default
+    video = _clips(7, B=48).cuda()
+    torch.manual_seed(7)
+    want = torch.stack([augment.tf.colour(clip) for clip in video])
+    torch.manual_seed(7)
+    got = augment.colour(video)
+    assert (got.int() - want.int()).abs().max() <= 1
+    assert (got != want).float().mean() < 1e-3

@@ -1,7 +1,8 @@
 """View 2's colour ops for :class:`~crossvideomae.data.device_augment.DeviceAugment`, batched over clips: each
 kernel computes what torchvision's tensor kernel computes for one clip, with one parameter per clip, and
 :func:`affine_matrix` gives the inverse affine matrix torchvision's RandAugment warps a clip with. Bit-identical
-to torchvision clip by clip on the CPU (tests/test_data_device_augment.py)."""
+to torchvision clip by clip on the CPU (tests/test_data_device_augment.py). :func:`compiled` gives a kernel as one
+fused GPU kernel (``train.compile``): within one grey level of torchvision instead of bit-identical."""
 
 from __future__ import annotations
 
@@ -100,6 +101,19 @@ def affine_matrix(op: str, magnitude: float, height: int, width: int) -> tuple[f
         return tuple(_get_inverse_affine_matrix(center, 0.0, [0.0, 0.0], 1.0, shears))
     shift = [float(int(magnitude)), 0.0] if op == "TranslateX" else [0.0, float(int(magnitude))]
     return tuple(_get_inverse_affine_matrix([0.0, 0.0], 0.0, shift, 1.0, [0.0, 0.0]))
+
+
+_COMPILED: dict[Callable, Callable] = {}
+
+
+def compiled(kernel: Callable) -> Callable:
+    """A colour kernel through ``torch.compile``: its chain of eager operators and float32 intermediates becomes
+    one generated kernel that reads and writes uint8; one graph for any number of clips (``dynamic``). The
+    generated code may round a product or a division differently from the eager operators, so a pixel can land
+    one grey level away from torchvision's."""
+    if kernel not in _COMPILED:
+        _COMPILED[kernel] = torch.compile(kernel, dynamic=True)
+    return _COMPILED[kernel]
 
 
 # RandAugment ops batched over magnitudes: kernel, and the per-clip values from the signed magnitude, computed

@@ -36,7 +36,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2._utils import _get_fill
 
 from ..config import Config
-from .colour_ops import JITTER, RANDAUG_PER_CLIP, VALUES, affine_matrix
+from .colour_ops import JITTER, RANDAUG_PER_CLIP, VALUES, affine_matrix, compiled
 from .transforms import PretrainTransforms, normalize, to_device
 
 Batch = dict[str, Any]
@@ -123,6 +123,7 @@ class DeviceAugment:
         self.size = cfg.model.img_size
         self.mean, self.std = cfg.data.mean, cfg.data.std
         self._grids: dict[Any, torch.Tensor] = {}  # affine's base grid per (H, W, device)
+        self.compile = cfg.data.augment_compile  # on a GPU, the colour kernels compiled (colour_ops.compiled)
         ra = self.tf.randaug.by_magnitude[0] if self.tf.randaug is not None else None
         # the batched warp is RandAugment's with its defaults: nearest neighbour, no fill colour
         self.warp = (
@@ -245,11 +246,12 @@ class DeviceAugment:
 
         The same pixels as :meth:`PretrainTransforms.colour` on each clip with the same draws: each op runs
         once on all the clips that drew it, with per-clip parameters (RandAugment step by step, ColorJitter
-        position by position of its drawn order). Rotations, shears and translations run as one warp
+        position by position of its drawn order; with ``data.augment_compile`` on a GPU, the per-pixel ops as
+        compiled kernels, within one grey level). Rotations, shears and translations run as one warp
         (:meth:`affine`), equalize and autocontrast once each through torchvision's RandAugment code. All
         indices, factors and matrices reach the device in one pinned copy each.
         """
-        B = len(video)
+        B, fused = len(video), self.compile and video.is_cuda
         ops = self.draw_colour(B, tuple(video.shape[-2:])) if ops is None else ops
         if B == 0 or not ops[0]:
             return video
@@ -261,7 +263,7 @@ class DeviceAugment:
             for c, clip_ops in enumerate(ops):
                 groups.setdefault(clip_ops[step][0], []).append(c)
             order = [c for clips in groups.values() for c in clips]
-            stages.append([(self.kernel(key), len(clips)) for key, clips in groups.items()])
+            stages.append([(self.kernel(key, fused), len(clips)) for key, clips in groups.items()])
             index += [*order, *np.argsort(order).tolist()]
             values += [[*ops[c][step][1], *[0.0] * (VALUES - len(ops[c][step][1]))] for c in order]
         index_t = to_device(torch.tensor(index), video.device)
@@ -278,17 +280,16 @@ class DeviceAugment:
             i += B
         return x
 
-    def kernel(self, key: Any) -> Callable | None:
+    def kernel(self, key: Any, fused: bool = False) -> Callable | None:
         """The op of a :meth:`draw_colour` key on clips (n, T, 3, S, S), called with VALUES per-clip value
-        tensors (n, 1, 1, 1, 1)."""
+        tensors (n, 1, 1, 1, 1); with ``fused``, a per-pixel colour op as one compiled kernel."""
         if key is None:
             return None
         if key == "affine":
             return self.affine
-        if isinstance(key, str):
-            return RANDAUG_PER_CLIP[key][0]
-        if key[0] == "jitter":
-            return JITTER[key[1]][1]
+        if isinstance(key, str) or key[0] == "jitter":
+            kernel = RANDAUG_PER_CLIP[key][0] if isinstance(key, str) else JITTER[key[1]][1]
+            return compiled(kernel) if fused else kernel
         return self.randaug_op(key[1], key[2])
 
     def affine(self, x: torch.Tensor, *theta: torch.Tensor) -> torch.Tensor:
