@@ -450,3 +450,26 @@ def test_on_cuda_the_compiled_colour_is_the_per_clip_loop_within_one_grey_level(
     got = augment.colour(video)
     assert (got.int() - want.int()).abs().max() <= 1
     assert (got != want).float().mean() < 1e-3
+
+
+def test_the_compiled_ends_of_the_augmentation_are_the_eager_ones():
+    """The element-wise ends of ``DeviceAugment.augment`` (rounding and flipping view 2, and flipping,
+    normalising, erasing and transposing every output), compiled as on a GPU, give the eager outputs."""
+    from crossvideomae.data.colour_ops import compiled
+    from crossvideomae.data.device_augment import _finish, _to_uint8
+    from crossvideomae.data.transforms import normalize_constants
+
+    augment = DeviceAugment(_aug_cfg())
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, T, 3, S, S, generator=g) * 255
+    flips = augment.flip_mask(np.array([True, False, True, False]), x.device)
+    erased = augment.erase_mask(np.array([[2, 3, 10, 7], [0, 0, 0, 0], [5, 1, 4, 30], [0, 0, 0, 0]]), x.device)
+    scale, shift = normalize_constants((0.4, 0.5, 0.6), (0.2, 0.25, 0.3), x.device)
+    assert torch.equal(compiled(_to_uint8)(x, flips), _to_uint8(x, flips))
+    for args in ((flips, None, True), (None, erased, True), (flips, None, False)):
+        want = _finish(x, scale, shift, *args)
+        got = compiled(_finish)(x, scale, shift, *args)
+        assert got.shape == want.shape and got.is_contiguous()
+        assert torch.allclose(got, want, atol=1e-6, rtol=0)
+    erased_out = _finish(x, scale, shift, None, erased, True)
+    assert erased_out[0, ..., 2:12, 3:10].eq(0).all() and erased_out[1].ne(0).all()  # clip 0's box; clip 1 none

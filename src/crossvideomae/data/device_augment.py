@@ -37,7 +37,7 @@ from torchvision.transforms.v2._utils import _get_fill
 
 from ..config import Config
 from .colour_ops import JITTER, RANDAUG_PER_CLIP, VALUES, affine_matrix, compiled
-from .transforms import PretrainTransforms, normalize, to_device
+from .transforms import PretrainTransforms, normalize_constants, to_device
 
 Batch = dict[str, Any]
 # one colour op of one clip: a key naming the op (None: none) and its per-clip values (at most VALUES)
@@ -189,11 +189,14 @@ class DeviceAugment:
     def augment(self, pool: torch.Tensor, plan: dict[str, Any], params: dict[str, Any]) -> Batch:
         """pool (N, 3, H, W) uint8 + plan + the step's parameters -> the step's inputs (module docstring)."""
         rows1, rows2, image_rows = plan["rows1"], plan["rows2"], plan["image_rows"]
-        flips = params["flips"]
+        fused = self.compile and pool.is_cuda
+        to_uint8, finish = (compiled(_to_uint8), compiled(_finish)) if fused else (_to_uint8, _finish)
+        scale, shift = normalize_constants(self.mean, self.std, pool.device)
+        flips = self.flip_mask(params["flips"], pool.device)
         fpool = pool.float()  # roi_align interpolates floats
-        video1 = self.flip(self.crop(fpool, rows1, params["box1"]), flips)  # (B, T, 3, S, S), 0..255
-        video2 = self.crop(fpool, rows2, params["box2"]).round_().clamp_(0, 255).to(torch.uint8)
-        video2 = self.flip(video2, flips)
+        # view 1 (B, T, 3, S, S), 0..255 -> flipped, normalised, (B, 3, T, S, S)
+        video1 = finish(self.crop(fpool, rows1, params["box1"]), scale, shift, flips, None, True)
+        video2 = to_uint8(self.crop(fpool, rows2, params["box2"]), flips)
         # batched on a GPU, where launches are the cost; clip by clip on a CPU, where the per-clip loop's small
         # working set is faster (docs/DATA.md); the same pixels either way
         ops = params["colour"]
@@ -201,14 +204,10 @@ class DeviceAugment:
             video2 = self.colour(video2, ops)
         else:
             video2 = torch.cat([self.colour(clip[None], [o]) for clip, o in zip(video2, ops, strict=True)])
-        video2 = self.erase(normalize(video2, self.mean, self.std), params["erase"])
+        video2 = finish(video2, scale, shift, None, self.erase_mask(params["erase"], pool.device), True)
         images = self.crop(fpool, image_rows, params["image_box"])  # (B, F, 3, S, S)
-        images = self.flip(images, params["image_flips"])
-        return {
-            "video1": normalize(video1, self.mean, self.std).transpose(1, 2).contiguous(),  # (B, 3, T, S, S)
-            "video2": video2.transpose(1, 2).contiguous(),
-            "images": normalize(images, self.mean, self.std),
-        }
+        images = finish(images, scale, shift, self.flip_mask(params["image_flips"], pool.device), None, False)
+        return {"video1": video1, "video2": video2, "images": images}
 
     def draw_colour(self, clips: int, size: tuple[int, int] | None = None) -> list[list[ColourOp]]:
         """View 2's RandAugment and ColorJitter draws for ``clips`` clips: the same draws, from the same
@@ -345,12 +344,13 @@ class DeviceAugment:
         return out.view(B, K, 3, S, S)
 
     @staticmethod
-    def flip(x: torch.Tensor, flips: np.ndarray) -> torch.Tensor:
-        """Mirror x (B, K, 3, S, S) where ``flips`` (B,) per clip or (B, K) per image is set."""
+    def flip_mask(flips: np.ndarray, device: torch.device) -> torch.Tensor | None:
+        """``flips`` (B,) per clip or (B, K) per image -> a bool mask to broadcast over (B, K, 3, S, S) on
+        ``device``; None when nothing is flipped."""
         if not flips.any():
-            return x
-        mask = to_device(torch.from_numpy(flips), x.device).view(*flips.shape, *[1] * (x.dim() - flips.ndim))
-        return torch.where(mask, x.flip(-1), x)
+            return None
+        mask = to_device(torch.from_numpy(flips), device)
+        return mask.view(*flips.shape, *[1] * (5 - flips.ndim))
 
     def draw_erase(self, clips: int) -> np.ndarray | None:
         """RandomErasing's boxes for view 2 (top, left, height, width) per clip, as ``RandomErasing.forward``
@@ -368,16 +368,43 @@ class DeviceAugment:
                     boxes[c] = p["i"], p["j"], p["h"], p["w"]
         return boxes
 
-    def erase(self, video: torch.Tensor, boxes: np.ndarray | None) -> torch.Tensor:
-        """View 2 (B, T, 3, S, S), normalised, with each clip's erasing box set to 0 on all its frames."""
+    def erase_mask(self, boxes: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+        """View 2's erasing boxes -> (B, 1, 1, S, S) bool on ``device``, set inside each clip's box (all its
+        frames); None when nothing is erased."""
         if boxes is None or not boxes[:, 2].any():
-            return video
-        B, S = len(video), self.size
-        i, j, h, w = to_device(torch.from_numpy(boxes), video.device).view(B, 4, 1, 1).unbind(1)
-        ys = torch.arange(S, device=video.device).view(1, S, 1)
+            return None
+        B, S = len(boxes), self.size
+        i, j, h, w = to_device(torch.from_numpy(boxes), device).view(B, 4, 1, 1).unbind(1)
+        ys = torch.arange(S, device=device).view(1, S, 1)
         xs = ys.view(1, 1, S)
         inside = (ys >= i) & (ys < i + h) & (xs >= j) & (xs < j + w)  # (B, S, S)
-        return video.masked_fill(inside[:, None, None], 0.0)
+        return inside[:, None, None]
+
+
+# The element-wise ends of :meth:`DeviceAugment.augment`, eager or (``data.augment_compile`` on a GPU) compiled
+# into one kernel each: x (B, K, 3, S, S); flips and erased from DeviceAugment.flip_mask / erase_mask or None.
+def _to_uint8(x: torch.Tensor, flips: torch.Tensor | None) -> torch.Tensor:
+    """Interpolated floats -> uint8, rounded, mirrored where ``flips`` is set."""
+    x = x.round().clamp_(0, 255).to(torch.uint8)
+    return x if flips is None else torch.where(flips, x.flip(-1), x)
+
+
+def _finish(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    flips: torch.Tensor | None,
+    erased: torch.Tensor | None,
+    channels_first: bool,
+) -> torch.Tensor:
+    """0..255 -> mirrored where ``flips`` is set, normalised (x · scale + shift), 0 where ``erased`` is set, and
+    with ``channels_first`` as (B, 3, K, S, S), contiguous."""
+    if flips is not None:
+        x = torch.where(flips, x.flip(-1), x)
+    x = torch.addcmul(shift, x.float(), scale)
+    if erased is not None:
+        x = x.masked_fill(erased, 0.0)
+    return x.transpose(1, 2).contiguous() if channels_first else x
 
 
 def loader_collate(

@@ -77,10 +77,14 @@ class RandAugmentClip:
 def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 (or float in 0..255) (..., 3, H, W) -> float32 normalised: (x / 255 - mean) / std as one
     multiply-add, on the clip's device."""
-    mean_t, std_t = (torch.tensor(v, dtype=torch.float32) for v in (mean, std))
-    scale_shift = torch.stack([1.0 / (255.0 * std_t), -(mean_t / std_t)]).view(2, 3, 1, 1)
-    scale, shift = to_device(scale_shift, clip.device)
+    scale, shift = normalize_constants(mean, std, clip.device)
     return torch.addcmul(shift, clip.float(), scale)
+
+
+def normalize_constants(mean, std, device: torch.device) -> torch.Tensor:
+    """:func:`normalize`'s (scale, shift), (2, 3, 1, 1) float32 on ``device``: x · scale + shift."""
+    mean_t, std_t = (torch.tensor(v, dtype=torch.float32) for v in (mean, std))
+    return to_device(torch.stack([1.0 / (255.0 * std_t), -(mean_t / std_t)]).view(2, 3, 1, 1), device)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
