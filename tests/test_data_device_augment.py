@@ -463,7 +463,9 @@ def test_the_compiled_ends_of_the_augmentation_are_the_eager_ones():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, T, 3, S, S, generator=g) * 255
     flips = augment.flip_mask(np.array([True, False, True, False]), x.device)
-    erased = augment.erase_mask(np.array([[2, 3, 10, 7], [0, 0, 0, 0], [5, 1, 4, 30], [0, 0, 0, 0]]), x.device)
+    erased = augment.erase_mask(
+        np.array([[2, 3, 10, 7], [0, 0, 0, 0], [5, 1, 4, 30], [0, 0, 0, 0]]), x.device
+    )
     scale, shift = normalize_constants((0.4, 0.5, 0.6), (0.2, 0.25, 0.3), x.device)
     assert torch.equal(compiled(_to_uint8)(x, flips), _to_uint8(x, flips))
     for args in ((flips, None, True), (None, erased, True), (flips, None, False)):
@@ -472,4 +474,6 @@ def test_the_compiled_ends_of_the_augmentation_are_the_eager_ones():
         assert got.shape == want.shape and got.is_contiguous()
         assert torch.allclose(got, want, atol=1e-6, rtol=0)
     erased_out = _finish(x, scale, shift, None, erased, True)
-    assert erased_out[0, ..., 2:12, 3:10].eq(0).all() and erased_out[1].ne(0).all()  # clip 0's box; clip 1 none
+    assert (
+        erased_out[0, ..., 2:12, 3:10].eq(0).all() and erased_out[1].ne(0).all()
+    )  # clip 0's box; clip 1 none
