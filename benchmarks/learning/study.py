@@ -63,6 +63,9 @@ ARMS: dict[str, list[str]] = {
     "lambda_c_0.001": ["loss.lambda_c=0.001"],
     # the same without L_mse, whose weight does not follow λ_c: reconstruction + a small contrast only
     "lambda_c_0.001_no_mse": ["loss.lambda_c=0.001", "loss.mse=false"],
+    # around it: three times more and three times less contrast, without L_mse
+    "lambda_c_0.003_no_mse": ["loss.lambda_c=0.003", "loss.mse=false"],
+    "lambda_c_0.0003_no_mse": ["loss.lambda_c=0.0003", "loss.mse=false"],
     # each view's moving pixels on another clip's background (FAME): no background shared by the two views and
     # the frame, so the contrastive terms cannot identify a clip by it; with and without L_mse, which asks the
     # views (now on different backgrounds) for the same reconstruction
