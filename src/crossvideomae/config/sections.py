@@ -83,9 +83,10 @@ class DataConfig:
     # cpu: loader workers decode and augment | device: workers only decode, the training step augments the
     # uint8 batch on the model's device (crossvideomae.data.device_augment; docs/DATA.md)
     augment: str = "cpu"
-    # with data.augment=device on a GPU: view 2's per-pixel colour ops as compiled kernels (torch.compile), one
-    # fused kernel each instead of a chain of float32 intermediates; within one grey level of torchvision
-    augment_compile: bool = True
+    # with data.augment=device on a GPU: view 2's per-pixel colour ops and the outputs' flip / normalisation as
+    # compiled kernels (torch.compile), one fused kernel each instead of chains of float32 intermediates; within
+    # one grey level of torchvision. Off by default: its speed on a GPU is not measured yet (docs/DATA.md)
+    augment_compile: bool = False
     frame_shards: str = ""  # a frame-shard index.csv (sample-frames --shards), read instead of train_list
     # worker: shard JPEGs decoded in the loader workers | device: handed over as bytes and decoded in batches on
     # the training device (nvjpeg on CUDA; needs data.augment=device)

@@ -103,6 +103,9 @@ def affine_matrix(op: str, magnitude: float, height: int, width: int) -> tuple[f
     return tuple(_get_inverse_affine_matrix([0.0, 0.0], 0.0, shift, 1.0, [0.0, 0.0]))
 
 
+# the kernels that :func:`compiled` fuses: every per-pixel op but sharpness, whose blur weights reach the device
+# by a pinned copy (which a compiled graph cannot trace) and whose convolution is a library kernel either way
+FUSED = frozenset({brightness, saturation, contrast, hue, solarize, posterize})
 _COMPILED: dict[Callable, Callable] = {}
 
 

@@ -36,7 +36,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2._utils import _get_fill
 
 from ..config import Config
-from .colour_ops import JITTER, RANDAUG_PER_CLIP, VALUES, affine_matrix, compiled
+from .colour_ops import FUSED, JITTER, RANDAUG_PER_CLIP, VALUES, affine_matrix, compiled
 from .transforms import PretrainTransforms, normalize_constants, to_device
 
 Batch = dict[str, Any]
@@ -281,14 +281,15 @@ class DeviceAugment:
 
     def kernel(self, key: Any, fused: bool = False) -> Callable | None:
         """The op of a :meth:`draw_colour` key on clips (n, T, 3, S, S), called with VALUES per-clip value
-        tensors (n, 1, 1, 1, 1); with ``fused``, a per-pixel colour op as one compiled kernel."""
+        tensors (n, 1, 1, 1, 1); with ``fused``, a per-pixel colour op (``colour_ops.FUSED``) as one compiled
+        kernel."""
         if key is None:
             return None
         if key == "affine":
             return self.affine
         if isinstance(key, str) or key[0] == "jitter":
             kernel = RANDAUG_PER_CLIP[key][0] if isinstance(key, str) else JITTER[key[1]][1]
-            return compiled(kernel) if fused else kernel
+            return compiled(kernel) if fused and kernel in FUSED else kernel
         return self.randaug_op(key[1], key[2])
 
     def affine(self, x: torch.Tensor, *theta: torch.Tensor) -> torch.Tensor:
