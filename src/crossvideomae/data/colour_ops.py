@@ -2,7 +2,7 @@
 kernel computes what torchvision's tensor kernel computes for one clip, with one parameter per clip, and
 :func:`affine_matrix` gives the inverse affine matrix torchvision's RandAugment warps a clip with. Bit-identical
 to torchvision clip by clip on the CPU (tests/test_data_device_augment.py). :func:`compiled` gives a kernel as one
-fused GPU kernel (``train.compile``): within one grey level of torchvision instead of bit-identical."""
+fused GPU kernel (``data.augment_compile``): within one grey level of torchvision instead of bit-identical."""
 
 from __future__ import annotations
 

@@ -123,7 +123,8 @@ class DeviceAugment:
         self.size = cfg.model.img_size
         self.mean, self.std = cfg.data.mean, cfg.data.std
         self._grids: dict[Any, torch.Tensor] = {}  # affine's base grid per (H, W, device)
-        self.compile = cfg.data.augment_compile  # on a GPU, the colour kernels compiled (colour_ops.compiled)
+        # on a GPU, the per-pixel colour ops and the element-wise ends compiled (colour_ops.compiled)
+        self.compile = cfg.data.augment_compile
         ra = self.tf.randaug.by_magnitude[0] if self.tf.randaug is not None else None
         # the batched warp is RandAugment's with its defaults: nearest neighbour, no fill colour
         self.warp = (
