@@ -1,8 +1,8 @@
 """View 2's RandAugment + ColorJitter of ``data.augment=device``: the per-clip loop (``PretrainTransforms.colour``
-on each clip) against the batched ``DeviceAugment.colour`` with eager kernels and, on CUDA, with compiled ones (``data.augment_compile``),
-at the default augmentation (rand-m9-n2-mstd0.5,
-colour jitter 0.4, hue 0): 32 clips of 16x3x224x224, 64 clips of 16x3x64x64 and, for mostly host time, 32
-clips of 16x3x16x16, uint8, on CUDA when there is one, else on the CPU. Each run starts from the same seed, so
+on each clip) against the batched ``DeviceAugment.colour`` with eager kernels and, on CUDA, with compiled ones
+(``data.augment_compile``), at the default augmentation (rand-m9-n2-mstd0.5, colour jitter 0.4, hue 0): 32 clips
+of 16x3x224x224, 64 clips of 16x3x64x64 and, for mostly host time, 32 clips of 16x3x16x16, uint8, on CUDA when
+there is one, else on the CPU. Each run starts from the same seed, so
 every variant draws the same ops; the eager ones give the same pixels (checked first), the compiled one pixels
 within one grey level (its largest difference and the share of pixels that differ are reported).
 
@@ -48,13 +48,14 @@ def main() -> dict:
             torch.manual_seed(0)
             return torch.stack([augment.tf.colour(clip) for clip in video])
 
-        def batched(video=video, augment=augment):
-            torch.manual_seed(0)
-            return augment.colour(video)
+        def batched_by(aug, video=video):
+            def run():
+                torch.manual_seed(0)
+                return aug.colour(video)
 
-        def compiled(video=video, augment=fused):
-            torch.manual_seed(0)
-            return augment.colour(video)
+            return run
+
+        batched, compiled = batched_by(augment), batched_by(fused)
 
         reference = per_clip()
         assert torch.equal(reference, batched())
