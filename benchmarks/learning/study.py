@@ -25,7 +25,10 @@ One command runs the whole study, or continues it (a job whose ``results.json`` 
 4. one table: each cell the mean over seeds and, in brackets, the spread (max - min); ``study.json`` holds
    every run's figures, ``study.md`` the table.
 
-``--extra key=value ...`` is appended to every command (e.g. a smaller model for a dry run on a CPU).
+``--extra key=value ...`` is appended to every command, e.g. a dry run on a CPU (it checks that the commands run):
+
+    --epochs 1 --eval-parallel 2 --extra model.size=tiny model.depth=1 train.device=cpu synth.num_train=24 \\
+        synth.num_val=12 data.batch_size=4 data.num_workers=0 data.augment=cpu
 """
 
 from __future__ import annotations
